@@ -21,8 +21,8 @@ import yaml
 from codecbench.bench import config as config_mod
 from codecbench.bench import manifest as manifest_mod
 from codecbench.bench import results as results_mod
-from codecbench.bench import weights
-from codecbench.bench.cache import Cache
+from codecbench.bench.core import weights
+from codecbench.bench.core.cache import Cache
 from codecbench.bench.datasets import prepare_items
 from codecbench.bench.executors import create as create_executor
 from codecbench.bench.grid import expand
@@ -177,7 +177,7 @@ def run(
         "evaluation": {
             "sample_rate_hz": cfg.dataset.sample_rate_hz,
             "channels": cfg.dataset.channels,
-            "resampler": __import__("codecbench.bench.audio", fromlist=["RESAMPLER"]).RESAMPLER,
+            "resampler": __import__("codecbench.bench.core.audio", fromlist=["RESAMPLER"]).RESAMPLER,
             "downmix_policy": "mean of channels" if cfg.dataset.channels == 1 else "none",
             "segment_s": cfg.dataset.segment_s,
         },

@@ -1,7 +1,7 @@
 """The ``codecbench`` command line. Each part of codecbench contributes its subcommands through a module in
 :data:`COMMAND_MODULES` exposing ``add_commands(subparsers)``; heavy imports happen inside the commands.
 
-Errors codecbench raises on purpose (:class:`~codecbench.bench.errors.CodecbenchError`) end the program with a
+Errors codecbench raises on purpose (:class:`~codecbench.bench.core.errors.CodecbenchError`) end the program with a
 one-line message and exit code 2.
 """
 
@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from codecbench.bench import weights
-from codecbench.bench.errors import CodecbenchError
+from codecbench.bench.core import weights
+from codecbench.bench.core.errors import CodecbenchError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "codecbench.bench.commands",  # demo, run, codecs

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from codecbench.bench.core.errors import CodecbenchError, ConfigError
 from codecbench.bench.datasets import DatasetSpec
-from codecbench.bench.errors import CodecbenchError, ConfigError
 from codecbench.codecs.base import OperatingPoint
 
 

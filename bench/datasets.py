@@ -4,7 +4,7 @@ Each clip is loaded, validated, converted (downmix policy, then resampling with 
 and cut into fixed-length segments. A clip at most ``pad_tolerance`` (5 % by default) shorter than a segment is
 zero-padded and that is recorded; longer clips give up to ``max_segments_per_clip`` full segments.
 
-Bad input raises :class:`~codecbench.bench.errors.AudioInputError` naming the file and the problem; a run turns
+Bad input raises :class:`~codecbench.bench.core.errors.AudioInputError` naming the file and the problem; a run turns
 each into a failed item and goes on (:func:`prepare_items` returns items and failures separately).
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from codecbench.bench import audio as audio_ops
-from codecbench.bench.errors import AudioInputError, ConfigError
+from codecbench.bench.core import audio as audio_ops
+from codecbench.bench.core.errors import AudioInputError, ConfigError
 
 SILENCE_PEAK = 10 ** (-90 / 20)  # all-silent: no sample above -90 dBFS
 

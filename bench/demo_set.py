@@ -167,7 +167,7 @@ def generate(name: str, seed: int = 0) -> np.ndarray:
 
 def write_demo_set(folder: str | Path, seed: int = 0, names: list[str] | None = None) -> list[Path]:
     """Render the demo sounds as float WAV files into ``folder`` (skips files already rendered)."""
-    from codecbench.bench import audio
+    from codecbench.bench.core import audio
 
     folder = Path(folder)
     paths = []

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 
 EXECUTORS: dict[str, str] = {
     "local": "codecbench.bench.executors:LocalExecutor",

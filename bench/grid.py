@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from codecbench.bench.cache import make_key
 from codecbench.bench.config import MetricSpec, RunConfig
+from codecbench.bench.core.cache import make_key
 from codecbench.bench.datasets import Item
 from codecbench.codecs.base import OperatingPoint
 

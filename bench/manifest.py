@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from codecbench.bench.cache import atomic_write_json
+from codecbench.bench.core.cache import atomic_write_json
 
 PACKAGES = (
     "codecbench", "torch", "torchaudio", "numpy", "scipy", "soundfile", "soxr", "av", "pandas", "pyarrow",

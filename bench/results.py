@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from codecbench.bench.cache import Cache, make_key
 from codecbench.bench.config import RunConfig
+from codecbench.bench.core.cache import Cache, make_key
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.datasets import ItemFailure
-from codecbench.bench.errors import MetricFailure
 from codecbench.bench.grid import Unit
 from codecbench.bench.store import RunStore
 

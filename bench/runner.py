@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from codecbench.bench import audio as audio_ops
-from codecbench.bench.cache import Cache, make_key
 from codecbench.bench.config import MetricSpec
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core import audio as audio_ops
+from codecbench.bench.core.cache import Cache, make_key
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.grid import ItemRef, Unit
 from codecbench.bench.store import RunStore
 from codecbench.codecs.base import Codec
@@ -68,7 +68,7 @@ def save_code_streams(cache: Cache, key: str, bitstream: Any) -> None:
     """Keep an item's integer code streams (for entropy coding after the run), as ``decoded/<key>.codes.npz``."""
     import io
 
-    from codecbench.bench.cache import atomic_write_bytes
+    from codecbench.bench.core.cache import atomic_write_bytes
 
     buffer = io.BytesIO()
     arrays = {f"codes_{i}": np.asarray(s.codes) for i, s in enumerate(bitstream.streams)}

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codecbench.bench.errors import ConfigError, MetricFailure
+from codecbench.bench.core.errors import ConfigError, MetricFailure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,7 +185,7 @@ def wide(table: pd.DataFrame) -> pd.DataFrame:
 def summary(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per (condition, metric): mean of the ok items with its bootstrap CI, counts; set metrics as they are."""
     import pandas as pd
-    from codecbench.bench.stats import bootstrap_ci
+    from codecbench.bench.core.stats import bootstrap_ci
 
     rows = []
     for (condition, column), group in table.groupby(["condition", "value_column"], sort=False):
@@ -204,7 +204,7 @@ def write(table: pd.DataFrame, path: str | Path) -> Path:
     """Write ``table`` as parquet or CSV (by suffix), atomically."""
     import io
 
-    from codecbench.bench.cache import atomic_write_bytes
+    from codecbench.bench.core.cache import atomic_write_bytes
 
     path = Path(path)
     suffix = path.suffix.lower()

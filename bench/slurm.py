@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from codecbench.bench.errors import CodecbenchError, ConfigError
+from codecbench.bench.core.errors import CodecbenchError, ConfigError
 from codecbench.bench.executors import Executor
 
 JOBS_FILE = "jobs.jsonl"

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from codecbench.bench.cache import atomic_write_json
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.cache import atomic_write_json
+from codecbench.bench.core.errors import ConfigError
 from codecbench.bench.store import RunStore
 
 PLAN_FILE = "plan.json"

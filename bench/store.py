@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codecbench.bench.cache import atomic_write_json
+from codecbench.bench.core.cache import atomic_write_json
 
 STORE_FORMAT = 1
 

@@ -34,7 +34,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from codecbench.bench.errors import CodecbenchError
+from codecbench.bench.core.errors import CodecbenchError
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, Roundtrip
 
 ANY_CHANNELS = 0

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------------------------
 # Operating points
@@ -393,7 +393,7 @@ class Codec(ABC):
         """
         import time
 
-        from codecbench.bench import audio as audio_ops  # leaf helpers: resampling and channel policy
+        from codecbench.bench.core import audio as audio_ops  # leaf helpers: resampling and channel policy
 
         batch, channels, num_samples = audio.shape
         native_hz = self.info.sample_rate_hz or sample_rate_hz

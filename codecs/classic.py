@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from codecbench.bench.errors import CodecbenchError, ConfigError, MissingDependencyError
+from codecbench.bench.core.errors import CodecbenchError, ConfigError, MissingDependencyError
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 
 SAMPLE_RATE_HZ = 48000

@@ -24,7 +24,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from codecbench.bench.errors import CodecbenchError
+from codecbench.bench.core.errors import CodecbenchError
 from codecbench.codecs.base import Bitstream, CodeStream
 
 MAGIC = b"CBCS"

@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from codecbench.bench import weights
-from codecbench.bench.audio import fit_length
-from codecbench.bench.errors import ConfigError, MissingDependencyError
+from codecbench.bench.core import weights
+from codecbench.bench.core.audio import fit_length
+from codecbench.bench.core.errors import ConfigError, MissingDependencyError
 from codecbench.codecs import container
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 

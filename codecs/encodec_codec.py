@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from codecbench.bench import weights
-from codecbench.bench.errors import ConfigError, MissingDependencyError
+from codecbench.bench.core import weights
+from codecbench.bench.core.errors import ConfigError, MissingDependencyError
 from codecbench.codecs import container
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 

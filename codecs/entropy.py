@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from codecbench.bench.errors import CodecbenchError, ConfigError, MissingDependencyError
+from codecbench.bench.core.errors import CodecbenchError, ConfigError, MissingDependencyError
 from codecbench.codecs.base import Bitstream
 
 MODEL_FORMAT_VERSION = 1

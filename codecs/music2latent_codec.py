@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from codecbench.bench import weights
-from codecbench.bench.audio import fit_length
-from codecbench.bench.errors import ConfigError, MissingDependencyError
+from codecbench.bench.core import weights
+from codecbench.bench.core.audio import fit_length
+from codecbench.bench.core.errors import ConfigError, MissingDependencyError
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 
 WEIGHTS_URL = "https://huggingface.co/SonyCSLParis/music2latent/resolve/main/music2latent.pt"

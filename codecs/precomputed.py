@@ -5,8 +5,8 @@ One reader serves both the ``precomputed`` codec (:class:`PrecomputedCodec`) and
 sample format; the reader
 
 - pairs files by name stem (``a.wav`` in the reference folder with ``a.flac`` in the decoded folder); a missing,
-  extra or doubled stem stops with an :class:`~codecbench.bench.errors.AudioInputError` naming the files;
-- reads each file with :mod:`codecbench.bench.audio` (soundfile) at its header rate, or at an override rate
+  extra or doubled stem stops with an :class:`~codecbench.bench.core.errors.AudioInputError` naming the files;
+- reads each file with :mod:`codecbench.bench.core.audio` (soundfile) at its header rate, or at an override rate
   (``sample_rate_hz`` in the folder's ``codecbench.yaml`` or given by the caller), and resamples it to the
   evaluation rate (soxr VHQ);
 - compares durations: within ``length_tolerance`` (a fraction, default 3 %) the decoded audio is trimmed or
@@ -39,8 +39,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from codecbench.bench import audio as audio_ops
-from codecbench.bench.errors import AudioInputError, CodecbenchError, ConfigError
+from codecbench.bench.core import audio as audio_ops
+from codecbench.bench.core.errors import AudioInputError, CodecbenchError, ConfigError
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec, Roundtrip
 
 CONFIG_FILENAME = "codecbench.yaml"

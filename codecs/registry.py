@@ -12,7 +12,7 @@ Third-party packages register a :class:`~codecbench.codecs.base.Codec` subclass 
 
 from __future__ import annotations
 
-from codecbench.bench.registry import Registry
+from codecbench.bench.core.registry import Registry
 from codecbench.codecs.base import Codec
 
 ENTRY_POINT_GROUP = "codecbench.codecs"

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from codecbench.bench import audio as audio_io
-from codecbench.bench import weights
-from codecbench.bench.errors import ConfigError, MissingDependencyError, WeightsNotFoundError
+from codecbench.bench.core import audio as audio_io
+from codecbench.bench.core import weights
+from codecbench.bench.core.errors import ConfigError, MissingDependencyError, WeightsNotFoundError
 from codecbench.codecs import container
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 

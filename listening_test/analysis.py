@@ -7,7 +7,7 @@ Post-screening (BS.1534-3, section 4.1.2), applied exactly: an assessor is exclu
   of all assessors rate that anchor above 90 (items above 25 % are not used for the anchor rule).
 
 Statistics over the kept assessors (every number is over individual grades, one per assessor x item x condition):
-mean with a 95 % percentile-bootstrap CI (:func:`codecbench.bench.stats.bootstrap_ci`), median, quartiles and IQR,
+mean with a 95 % percentile-bootstrap CI (:func:`codecbench.bench.core.stats.bootstrap_ci`), median, quartiles and IQR,
 per condition and per item x condition. Pairwise comparisons on grades paired by (assessor, item): Wilcoxon
 signed-rank (scipy, two-sided) and the paired permutation (randomisation) test of the mean difference
 (BS.1534-3 Attachment 3: exact sign-flip enumeration up to 16 pairs, else ``n_resamples`` Monte-Carlo draws),
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from codecbench.bench.errors import CodecbenchError
-from codecbench.bench.stats import bootstrap_ci, paired_bootstrap_ci
+from codecbench.bench.core.errors import CodecbenchError
+from codecbench.bench.core.stats import bootstrap_ci, paired_bootstrap_ci
 
 REQUIRED_COLUMNS = ("participant_id", "item_id", "condition", "score")
 REFERENCE_THRESHOLD = 90  # hidden reference graded below this counts against the assessor

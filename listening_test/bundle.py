@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from codecbench.bench.errors import CodecbenchError
+from codecbench.bench.core.errors import CodecbenchError
 
 BUNDLE_FORMAT = "codecbench-mushra-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -109,7 +109,7 @@ def _audio_path(cache_dir: Path, namespace: str, key: str) -> Path:
 
 
 def _load(path: Path, what: str) -> tuple[np.ndarray, int]:
-    from codecbench.bench import audio
+    from codecbench.bench.core import audio
 
     if not path.is_file():
         raise BundleError(f"{path}: {what} is missing from the run's decoded-audio cache")
@@ -270,7 +270,7 @@ def build_bundle(
         target_lufs: BS.1770 integrated loudness of each item's reference after its gain.
         training_item: the item of the training page (grades discarded); default: the first selected item.
     """
-    from codecbench.bench import audio as audio_io
+    from codecbench.bench.core import audio as audio_io
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not 0 < excerpt_s <= MAX_EXCERPT_S:

@@ -65,7 +65,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _admin_token(args: argparse.Namespace, db: Path) -> str:
     if args.admin_token_file:
-        from codecbench.bench.errors import ConfigError
+        from codecbench.bench.core.errors import ConfigError
 
         if not args.admin_token_file.is_file():
             raise ConfigError(f"--admin-token-file {args.admin_token_file}: file does not exist")

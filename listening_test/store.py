@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codecbench.bench.errors import CodecbenchError
+from codecbench.bench.core.errors import CodecbenchError
 
 SCHEMA_VERSION = "1"
 

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from codecbench.bench import audio as audio_io
-from codecbench.bench.cache import make_key
+from codecbench.bench.core import audio as audio_io
+from codecbench.bench.core.cache import make_key
 
 SAMPLE_RATE_HZ = 24_000
 TEST_CONDITIONS = {"opus": ("bitrate_kbps=6", "bitrate_kbps=12"), "toycodec": ("default",)}

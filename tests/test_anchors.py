@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from codecbench.bench.errors import CodecbenchError
+from codecbench.bench.core.errors import CodecbenchError
 from codecbench.codecs import registry
 from codecbench.codecs.anchors import (
     ANY_CHANNELS,

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from codecbench.bench.errors import CodecbenchError, ConfigError
+from codecbench.bench.core.errors import CodecbenchError, ConfigError
 from codecbench.codecs import registry
 from codecbench.codecs.classic import (
     MP3_BITRATES_KBPS,

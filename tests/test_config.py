@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from codecbench.bench import config
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from toy_codecs import register_all
 
 register_all()

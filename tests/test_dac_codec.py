@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("dac")
 
-from codecbench.bench.errors import ConfigError, WeightsNotFoundError  # noqa: E402
+from codecbench.bench.core.errors import ConfigError, WeightsNotFoundError  # noqa: E402
 from codecbench.codecs import container, registry  # noqa: E402
 from codecbench.codecs.dac_codec import Dac16kHz, Dac24kHz, Dac44kHz  # noqa: E402
 

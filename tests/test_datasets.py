@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+from codecbench.bench.core.errors import AudioInputError, ConfigError
 from codecbench.bench.datasets import DatasetSpec, list_clips, load_clip, prepare_items, segment
-from codecbench.bench.errors import AudioInputError, ConfigError
 
 
 def tone(seconds: float, rate: int = 48_000, channels: int = 1) -> np.ndarray:

@@ -12,7 +12,7 @@ import torch
 
 pytest.importorskip("encodec")
 
-from codecbench.bench.errors import ConfigError, WeightsNotFoundError  # noqa: E402
+from codecbench.bench.core.errors import ConfigError, WeightsNotFoundError  # noqa: E402
 from codecbench.codecs import container, registry  # noqa: E402
 from codecbench.codecs.encodec_codec import Encodec24kHz, Encodec48kHz  # noqa: E402
 

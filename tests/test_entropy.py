@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs import entropy
 from codecbench.codecs.base import Bitstream, CodeStream
 

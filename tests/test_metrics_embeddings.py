@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from codecbench.bench.cache import Cache
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.cache import Cache
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.metrics.embeddings import EmbeddingCache, LogMelEmbedder
 
 SR = 48000

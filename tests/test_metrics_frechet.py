@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.metrics import frechet
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from codecbench.bench.errors import WeightsNotFoundError
+from codecbench.bench.core.errors import WeightsNotFoundError
 from codecbench.bench.metrics.model_embedders import ClapEmbedder, EncodecEmbedder, PannEmbedder, fixed_windows
 
 # LAION-CLAP at random init is exercised in test_metrics_model_metrics.py (one model build shared by its tests)

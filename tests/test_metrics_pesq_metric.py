@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.metrics.pesq_metric import PesqNarrowband, PesqWideband, mos_lqo_to_raw_nb, pesq_score
 
 pytest.importorskip("pesq")

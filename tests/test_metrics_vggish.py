@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from codecbench.bench.errors import ConfigError, MetricFailure, WeightsNotFoundError
+from codecbench.bench.core.errors import ConfigError, MetricFailure, WeightsNotFoundError
 from codecbench.bench.metrics import frechet, registry
 from codecbench.bench.metrics.embeddings import EmbeddingCache
 from codecbench.bench.metrics.model_metrics import FadVggish, KadVggish

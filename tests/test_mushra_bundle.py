@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from codecbench.bench import audio as audio_io
+from codecbench.bench.core import audio as audio_io
 from codecbench.listening_test.bundle import BundleError, build_bundle, integrated_loudness_lufs, load_bundle
 from mushra_support import SAMPLE_RATE_HZ, write_run
 

@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("music2latent")
 
-from codecbench.bench.errors import ConfigError, WeightsNotFoundError  # noqa: E402
+from codecbench.bench.core.errors import ConfigError, WeightsNotFoundError  # noqa: E402
 from codecbench.codecs import container  # noqa: E402
 from codecbench.codecs.music2latent_codec import Music2Latent, latent_frames  # noqa: E402
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
-from codecbench.bench.errors import AudioInputError, CodecbenchError, ConfigError
+from codecbench.bench.core.errors import AudioInputError, CodecbenchError, ConfigError
 from codecbench.codecs import precomputed, registry
 from codecbench.codecs.base import Bitstream
 from codecbench.codecs.precomputed import PrecomputedCodec, header_rate_hint, read_folder_spec, read_pairs

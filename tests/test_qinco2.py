@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs.spresso import qinco2 as q
 from codecbench.codecs.spresso.qinco2 import QINCo2, QINCo2Config, QINCo2TrainConfig
 

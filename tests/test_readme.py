@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import yaml
-
 from codecbench.bench import config
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from codecbench.bench.errors import CodecbenchError, UnknownNameError
+from codecbench.bench.core.errors import CodecbenchError, UnknownNameError
 from codecbench.codecs import registry
 
 PLUGIN = textwrap.dedent('''

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from codecbench.bench.core.stats import bootstrap_ci
 from codecbench.bench.report.aggregate import add_system_columns, rate_of, summarise
-from codecbench.bench.stats import bootstrap_ci
 from test_report_fixtures import ITEM_OFFSETS_DB, synthetic_rows
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from codecbench.bench.core.stats import holm
 from codecbench.bench.report.aggregate import add_system_columns, summarise
 from codecbench.bench.report.significance import matched_points, paired_tests, wilcoxon_p
-from codecbench.bench.stats import holm
 from test_report_fixtures import synthetic_rows
 
 

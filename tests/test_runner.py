@@ -140,7 +140,7 @@ def test_sigkill_mid_run_resumes_to_the_same_table(tmp_path):
 
 def test_entropy_coded_rate_fitted_on_a_separate_split(tmp_path):
     """Code-stream codecs get entropy_coded_kbps on the evaluation split only, from a model fitted on the fit split."""
-    from codecbench.bench.cache import Cache
+    from codecbench.bench.core.cache import Cache
     from codecbench.bench.runner import load_code_streams
     from codecbench.codecs import entropy
     from codecbench.codecs.base import Bitstream

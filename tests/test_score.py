@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from codecbench.bench import cli
 from codecbench.bench import score as score_mod
-from codecbench.bench.errors import AudioInputError, ConfigError, MetricFailure, UnknownNameError
+from codecbench.bench.core.errors import AudioInputError, ConfigError, MetricFailure, UnknownNameError
 from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue, SetMetric
 
 SR = 48000

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from codecbench.bench.errors import MissingDependencyError, WeightsNotFoundError
+from codecbench.bench.core.errors import MissingDependencyError, WeightsNotFoundError
 from codecbench.codecs import container, semanticodec_codec
 from codecbench.codecs.semanticodec_codec import SemantiCodec, nominal_bitrate_kbps
 

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from codecbench.bench import api, status
-from codecbench.bench.errors import CodecbenchError, ConfigError
+from codecbench.bench.core.errors import CodecbenchError, ConfigError
 from codecbench.bench.executors import create
 from codecbench.bench.runner import execute_unit
 from codecbench.bench.slurm import SlurmExecutor, read_jobs

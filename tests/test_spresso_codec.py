@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs import registry
 from codecbench.codecs.spresso.codec import SPressoCodec
 from codecbench.codecs.spresso.data import demo_like_clips
@@ -73,7 +73,7 @@ def test_option_errors(tiny_checkpoint):
 
 
 def test_real_demo_clips_give_the_paper_frame_counts(shared_data):
-    from codecbench.bench import audio as audio_ops
+    from codecbench.bench.core import audio as audio_ops
 
     paths = sorted((shared_data / "spresso-demo" / "src").glob("*.wav"))
     if not paths:

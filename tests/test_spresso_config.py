@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs.spresso.config import config_differences, load_config
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs.spresso import discrete as d
 from codecbench.codecs.spresso import qinco2 as q
 

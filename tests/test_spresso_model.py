@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs.spresso.audio_ae import AudioAE
 from codecbench.codecs.spresso.config import load_config
 from codecbench.codecs.spresso.dit import DiT

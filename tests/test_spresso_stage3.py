@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs.spresso import qinco2 as q
 from codecbench.codecs.spresso import stage3
 from codecbench.codecs.spresso.stage2 import Clip

@@ -8,7 +8,7 @@ import csv
 
 import pytest
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs.spresso.audio_ae import AudioAE, ReconstructionLoss
 from codecbench.codecs.spresso.config import load_config
 from codecbench.codecs.spresso.data import ClipSource, demo_like_clips

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from codecbench.bench import api, cli, slurm, status
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.bench.slurm import SlurmJobError
 from codecbench.bench.store import RunStore
 from toy_codecs import register_all

@@ -65,7 +65,7 @@ def _run_once(name: str, refs, degs, cache_dir: str, random_init: bool) -> tuple
 
 def measure_one(name: str, items: int, seconds: float, random_init: bool) -> dict[str, object]:
     """Runs in the child process (offline: the Hugging Face variables are set before laion_clap is imported)."""
-    from codecbench.bench import weights
+    from codecbench.bench.core import weights
     from codecbench.bench.metrics import registry
 
     weights.set_offline()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 
 DEFAULT_MAX_LAG_MS = 50.0
 
@@ -129,7 +129,7 @@ def prepare_pair(
     possibly different, lengths. Returns float64 arrays ([T] when ``mono``, else [C, T]) and the extras.
     """
     import torch
-    from codecbench.bench import audio
+    from codecbench.bench.core import audio
 
     ref, deg = np.asarray(reference, dtype=np.float64), np.asarray(degraded, dtype=np.float64)
     ref, deg = (ref[None] if ref.ndim == 1 else ref), (deg[None] if deg.ndim == 1 else deg)
@@ -178,7 +178,7 @@ def at_working_rate(
     resampling. Raises :class:`MetricFailure` when the item is shorter than ``min_samples`` at the working rate.
     """
     import torch
-    from codecbench.bench import audio
+    from codecbench.bench.core import audio
 
     trimmed = abs(np.shape(reference)[-1] - np.shape(degraded)[-1])
     ref_np, deg_np = check_pair(reference, degraded, name)

@@ -8,7 +8,7 @@ Two kinds, both with read-only metadata in ``info`` (:class:`MetricInfo`):
 - :class:`SetMetric` scores a set per operating point (FAD, KAD): ``compute_set(references, degraded,
   sample_rate_hz) -> MetricValue`` whose ``extras`` report N, dims and durations.
 
-A metric that cannot score raises :class:`~codecbench.bench.errors.MetricFailure` with the reason; the runner
+A metric that cannot score raises :class:`~codecbench.bench.core.errors.MetricFailure` with the reason; the runner
 records it as a failed row (status "failed", the reason in "error"), never as 0 and never as a silent NaN.
 Metrics receive audio at the evaluation rate and resample to their working rate themselves (recorded in extras).
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ class Metric(ABC):
 
     def __init__(self, *, cache_dir: str | None = None, device: str = "cpu", **options: Any):
         """``options`` come from the config and define the metric (part of its identity); ``cache_dir`` (embedding
-        cache root, a :class:`~codecbench.bench.cache.Cache`) and ``device`` do not change values."""
-        from codecbench.bench.cache import Cache
+        cache root, a :class:`~codecbench.bench.core.cache.Cache`) and ``device`` do not change values."""
+        from codecbench.bench.core.cache import Cache
 
         self.options = dict(options)
         self.cache = Cache(cache_dir) if cache_dir else None

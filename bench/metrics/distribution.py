@@ -7,7 +7,7 @@ an :class:`~codecbench.bench.metrics.embeddings.Embedder`. Embeddings go through
 ``compute_set`` returns the value with extras: ``n`` (degraded frames; ``n_counts`` says so), ``n_reference``,
 ``dims``, ``n_items``, ``reference_duration_s``, ``degraded_duration_s``, the embedder identity and a percentile
 bootstrap 95% CI over items (items resampled with replacement, reference and degraded paired, seeded;
-:func:`codecbench.bench.stats.bootstrap_ci`). FAD and KAD bootstraps reuse per-item sufficient statistics
+:func:`codecbench.bench.core.stats.bootstrap_ci`). FAD and KAD bootstraps reuse per-item sufficient statistics
 (sums and outer products; kernel block sums), so they cost no extra embedding.
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from codecbench.bench import stats
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core import stats
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.metrics import frechet, kad
 from codecbench.bench.metrics.base import MetricInfo, MetricValue, SetMetric
 from codecbench.bench.metrics.embeddings import Embedder, EmbeddingCache, LogMelEmbedder

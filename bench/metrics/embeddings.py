@@ -4,8 +4,8 @@ An :class:`Embedder` turns mono audio at its own rate into frame embeddings ``[F
 fadtk does, so that N counts frames. :class:`EmbeddingCache` wraps an embedder with the two caches every embedding
 metric uses:
 
-- on disk (a :class:`~codecbench.bench.cache.Cache`, namespace ``embeddings``), keyed by sha256 over the input
-  audio's content hash (:func:`~codecbench.bench.audio.content_hash`, at the rate it was given), the embedder's
+- on disk (a :class:`~codecbench.bench.core.cache.Cache`, namespace ``embeddings``), keyed by sha256 over the input
+  audio's content hash (:func:`~codecbench.bench.core.audio.content_hash`, at the rate it was given), the embedder's
   identity (name, version, weights digest, windowing) and the resampler;
 - in memory for the process, under the same key, so the same audio (the references, shared by every operating
   point) is never embedded twice.
@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from codecbench.bench import audio
-from codecbench.bench.cache import Cache, make_key
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core import audio
+from codecbench.bench.core.cache import Cache, make_key
+from codecbench.bench.core.errors import MetricFailure
 
 NAMESPACE = "embeddings"
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ Computed in row blocks, so memory is O(block x N), not O(N^2).
 from __future__ import annotations
 
 import numpy as np
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 
 MEDIAN_SUBSET = 4096
 BLOCK_ROWS = 1024

@@ -1,8 +1,8 @@
 """Model embedders with their real architectures: LAION-CLAP (HTSAT-tiny), PANN (Cnn14_16k), EnCodec encoder (24 kHz).
 
-Weights come only from the weights directory (:mod:`codecbench.bench.weights`): each model names its exact file,
+Weights come only from the weights directory (:mod:`codecbench.bench.core.weights`): each model names its exact file,
 its official source and its sub-folder. Offline (``CODECBENCH_OFFLINE=1``), an absent file stops with
-:class:`~codecbench.bench.errors.WeightsNotFoundError`; online, the file is downloaded from its official source
+:class:`~codecbench.bench.core.errors.WeightsNotFoundError`; online, the file is downloaded from its official source
 into the weights directory first. ``random_init=True`` builds the same architecture at seeded random
 initialisation (tests; results are labelled ``random-init`` through :meth:`Embedder.weights_status`).
 
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from codecbench.bench import weights
-from codecbench.bench.errors import MissingDependencyError, WeightsNotFoundError
+from codecbench.bench.core import weights
+from codecbench.bench.core.errors import MissingDependencyError, WeightsNotFoundError
 from codecbench.bench.metrics.embeddings import Embedder
 
 

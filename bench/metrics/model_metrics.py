@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue
 from codecbench.bench.metrics.distribution import (
     FAD_CITATION,

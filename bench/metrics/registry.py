@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from codecbench.bench.core.registry import Registry
 from codecbench.bench.metrics.base import Metric
-from codecbench.bench.registry import Registry
 
 ENTRY_POINT_GROUP = "codecbench.metrics"
 

@@ -14,7 +14,7 @@ Identical signals give a large finite value (about 10 log10(||s||^2 / eps)), nev
 from __future__ import annotations
 
 import numpy as np
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.metrics.alignment import DEFAULT_MAX_LAG_MS, align_pair
 from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue
 

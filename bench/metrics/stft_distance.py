@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from codecbench.bench.errors import MetricFailure
+from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.metrics.alignment import at_working_rate, working_rate_option
 from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue
 

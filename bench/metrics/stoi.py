@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from codecbench.bench.errors import MetricFailure, MissingDependencyError
+from codecbench.bench.core.errors import MetricFailure, MissingDependencyError
 from codecbench.bench.metrics.alignment import DEFAULT_MAX_LAG_MS, prepare_pair
 from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from codecbench.bench.errors import ConfigError, MetricFailure
+from codecbench.bench.core.errors import ConfigError, MetricFailure
 from codecbench.bench.metrics.model_embedders import ModelEmbedder, WeightsFile
 from torch import nn
 
@@ -314,7 +314,7 @@ class VggishEmbedder(ModelEmbedder):
             return status
         path = self.pca_file.path(self.weights_dir)
         if self._pca_digest is None and path.is_file():
-            from codecbench.bench import weights
+            from codecbench.bench.core import weights
 
             self._pca_digest = weights.file_digest(path)
         return f"{status}; {self.pca_file.filename} sha256:{self._pca_digest or 'unknown'}"

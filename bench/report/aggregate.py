@@ -1,7 +1,7 @@
 """Per operating point summaries: the mean of each item metric over items with its bootstrap 95 % CI.
 
 One row per (run, codec, point, metric). Item-level metrics get a percentile-bootstrap CI over items
-(:func:`codecbench.bench.stats.bootstrap_ci`); set-level metrics (FAD, KAD, ...) are one value per point and carry
+(:func:`codecbench.bench.core.stats.bootstrap_ci`); set-level metrics (FAD, KAD, ...) are one value per point and carry
 no CI here (their own uncertainty, where computed, lives in the row's extras). Rates of a point are the median
 over its rows (the nominal bitrate can differ by a rounding between items of different lengths).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from codecbench.bench.stats import bootstrap_ci
+from codecbench.bench.core.stats import bootstrap_ci
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "run", "codec", "system", "group", "random_init", "weights", "point", "point_params",

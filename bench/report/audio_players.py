@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from codecbench.bench import audio as audio_io
-from codecbench.bench.errors import AudioInputError
+from codecbench.bench.core import audio as audio_io
+from codecbench.bench.core.errors import AudioInputError
 
 
 @dataclass(frozen=True)

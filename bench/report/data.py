@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from codecbench.bench.errors import CodecbenchError
+from codecbench.bench.core.errors import CodecbenchError
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "run",

@@ -6,7 +6,7 @@ same codec and point label in two runs. Items are paired by ``item_id`` (items m
 dropped and the pair count ``n`` says how many remain). For each pair and item metric:
 
 - the mean paired difference A - B with its percentile-bootstrap 95 % CI
-  (:func:`codecbench.bench.stats.paired_bootstrap_ci`);
+  (:func:`codecbench.bench.core.stats.paired_bootstrap_ci`);
 - a two-sided Wilcoxon signed-rank test (scipy, zero differences dropped as in Wilcoxon's original method;
   p = 1 when every difference is zero);
 - Holm's correction across all comparisons of the same metric in the report (one family per metric), and
@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from codecbench.bench.core.stats import holm, paired_bootstrap_ci
 from codecbench.bench.report.aggregate import rate_of
-from codecbench.bench.stats import holm, paired_bootstrap_ci
 
 COLUMNS: tuple[str, ...] = (
     "metric", "unit", "higher_is_better", "system_a", "point_a", "system_b", "point_b", "rate_a", "rate_b", "n",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 
 
 def _fit_qinco2(args: argparse.Namespace) -> int:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from codecbench.bench.errors import ConfigError
-from codecbench.bench.weights import file_digest
+from codecbench.bench.core.errors import ConfigError
+from codecbench.bench.core.weights import file_digest
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 
 TIME_POOLS = (4, 9, 100)

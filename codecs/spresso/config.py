@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 
 PRESETS = ("tiny", "paper")
 

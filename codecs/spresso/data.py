@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from codecbench.bench import audio as audio_ops
-from codecbench.bench.errors import AudioInputError, ConfigError
+from codecbench.bench.core import audio as audio_ops
+from codecbench.bench.core.errors import AudioInputError, ConfigError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs.base import Bitstream, Codec, CodecInfo, CodeStream, OperatingPoint, ParamSpec
 
 AE_FRAME_RATE_HZ = 100.0  # 48 kHz / hop 480 (paper-notes section 2)
@@ -274,7 +274,7 @@ class SPressoDiscreteCodec(Codec):
     def weights_status(self) -> str:
         if not self.models:
             return "missing: option 'models' gives no S-PRESSO checkpoint (train one: codecbench spresso-quant)"
-        from codecbench.bench.weights import file_digest
+        from codecbench.bench.core.weights import file_digest
 
         digests = ",".join(f"{label}:{file_digest(f['checkpoint'])[:12]}+{file_digest(f['qinco2'])[:12]}"
                            for label, f in sorted(self.models.items()))

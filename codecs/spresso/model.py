@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs.spresso.audio_ae import AudioAE
 from codecbench.codecs.spresso.config import SPressoConfig, config_differences, config_from_dict
 from codecbench.codecs.spresso.diffusion import build_diffusion

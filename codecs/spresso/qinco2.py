@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from codecbench.bench.errors import ConfigError
+from codecbench.bench.core.errors import ConfigError
 from torch import nn
 
 FORMAT_NAME = "codecbench.qinco2"

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from codecbench.bench import audio as audio_ops
-from codecbench.bench.cache import Cache, atomic_write_json, make_key
-from codecbench.bench.errors import ConfigError
-from codecbench.bench.weights import file_digest
+from codecbench.bench.core import audio as audio_ops
+from codecbench.bench.core.cache import Cache, atomic_write_json, make_key
+from codecbench.bench.core.errors import ConfigError
+from codecbench.bench.core.weights import file_digest
 from codecbench.codecs.spresso import qinco2 as q
 from codecbench.codecs.spresso.discrete import bitrate_kbps
 

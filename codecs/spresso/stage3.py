@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from codecbench.bench.errors import ConfigError
-from codecbench.bench.weights import file_digest
+from codecbench.bench.core.errors import ConfigError
+from codecbench.bench.core.weights import file_digest
 from codecbench.codecs.spresso.discrete import DiscreteSPresso
 from codecbench.codecs.spresso.stage2 import Clip, load_clips
 
@@ -242,7 +242,7 @@ def compare_decoders(stage1_model, stage3_model, quantizer, clips: Sequence[Clip
     Mel distance: DAC multi-scale log-mel distance between each clip and its decode from z_q, mean over
     clips and ``seeds``.
     """
-    from codecbench.bench.metrics.mel_distance import multiscale_mel_distance
+    from codecbench.bench.core.spectral import multiscale_mel_distance
     from codecbench.codecs.spresso.train import step_generator
 
     engines = [DiscreteSPresso(stage1_model, quantizer), DiscreteSPresso(stage3_model, quantizer)]

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 import yaml
-from codecbench.bench.errors import ConfigError
-from codecbench.bench.weights import file_digest
+from codecbench.bench.core.errors import ConfigError
+from codecbench.bench.core.weights import file_digest
 from codecbench.codecs.spresso.audio_ae import (
     AudioAE,
     MultiResolutionDiscriminator,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Generic, TypeVar
 
-from codecbench.bench.errors import CodecbenchError, UnknownNameError
+from codecbench.bench.core.errors import CodecbenchError, UnknownNameError
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
-from codecbench.bench.errors import AudioInputError
+from codecbench.bench.core.errors import AudioInputError
 
 RESAMPLER = f"soxr-{soxr.__version__}-VHQ"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")

@@ -15,7 +15,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from codecbench.bench.errors import WeightsNotFoundError
+from codecbench.bench.core.errors import WeightsNotFoundError
 
 ENV_WEIGHTS = "CODECBENCH_WEIGHTS"
 ENV_OFFLINE = "CODECBENCH_OFFLINE"

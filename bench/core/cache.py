@@ -96,7 +96,7 @@ class Cache:
         path = self.audio_path(namespace, key)
         if not path.is_file():
             return None
-        from codecbench.bench import audio
+        from codecbench.bench.core import audio
 
         try:
             data, _ = audio.read(path)
@@ -105,7 +105,7 @@ class Cache:
         return data
 
     def put_audio(self, namespace: str, key: str, data: np.ndarray, sample_rate_hz: int) -> Path:
-        from codecbench.bench import audio
+        from codecbench.bench.core import audio
 
         path = self.audio_path(namespace, key)
         audio.write(path, data, sample_rate_hz)  # atomic: temp name + rename
