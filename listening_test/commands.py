@@ -48,6 +48,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     analyze.add_argument("--anchor", default="lowpass_7k", help="condition name of the mid-range (7 kHz) anchor")
     analyze.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap and permutation resamples")
     analyze.add_argument("--seed", type=int, default=0, help="seed of bootstrap and permutation draws")
+    analyze.add_argument("--min-assessors", type=int, default=10,
+                         help="CIs over fewer assessors are flagged (ci_warning) and warned about")
+    analyze.add_argument("--trials-per-assessor", type=int,
+                         help="trials each assessor rated in the full test, when the ratings are a subset")
     analyze.set_defaults(func=_analyze)
 
 
@@ -74,7 +78,12 @@ def _admin_token(args: argparse.Namespace, db: Path) -> str:
             raise ConfigError(f"--admin-token-file {args.admin_token_file}: token shorter than 16 characters")
         return token
     if os.environ.get(ADMIN_TOKEN_ENV):
-        return os.environ[ADMIN_TOKEN_ENV]
+        token = os.environ[ADMIN_TOKEN_ENV].strip()
+        if len(token) < 16:
+            from codecbench.bench.errors import ConfigError
+
+            raise ConfigError(f"${ADMIN_TOKEN_ENV}: token shorter than 16 characters ({len(token)})")
+        return token
     token_file = db.with_name(db.name + ".admin-token")
     if not token_file.is_file():
         token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -95,10 +104,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from codecbench.listening_test.analysis import analyze
+    import warnings
 
-    result = analyze(args.ratings, args.out, reference=args.reference, anchor=args.anchor,
-                     n_resamples=args.n_resamples, seed=args.seed)
+    from codecbench.listening_test.analysis import FewAssessorsWarning, analyze
+
+    with warnings.catch_warnings():  # the summary below prints one WARNING line per flagged CI
+        warnings.simplefilter("ignore", FewAssessorsWarning)
+        result = analyze(args.ratings, args.out, reference=args.reference, anchor=args.anchor,
+                         n_resamples=args.n_resamples, seed=args.seed, min_assessors=args.min_assessors,
+                         trials_per_assessor=args.trials_per_assessor)
     print(result.summary_text())
     print(f"tables and plots written to {args.out}")
     return 0
