@@ -39,6 +39,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="proxies trusted for X-Forwarded-*")
     serve.add_argument("--admin-token-file", type=Path,
                        help=f"file holding the export token (else ${ADMIN_TOKEN_ENV}, else one is generated)")
+    serve.add_argument("--max-participants", type=int, default=100_000, help="participants accepted in all")
+    serve.add_argument("--participants-per-minute", type=int, default=120,
+                       help="new participants per minute, all clients together (429 beyond)")
+    serve.add_argument("--participants-per-minute-per-client", type=int, default=10,
+                       help="new participants per minute from one client address (429 beyond)")
+    serve.add_argument("--min-page-time-s", type=float, default=0.0,
+                       help="refuse a page submitted sooner than this after its first audio delivery")
+    serve.add_argument("--min-listening-s", type=float, default=0.0,
+                       help="refuse a page on which the page reports less listening (all signals together)")
+    serve.add_argument("--allow-origin", action="append", default=[],
+                       help="extra origin (https://host) allowed to create participants; repeatable")
     serve.set_defaults(func=_serve)
 
     analyze = sub.add_parser("analyze", help="BS.1534-3 post-screening, statistics, plots and tables")
@@ -98,8 +109,17 @@ def _serve(args: argparse.Namespace) -> int:
     from codecbench.listening_test.server import serve
 
     db = args.db or args.bundle / "ratings.sqlite"
-    serve(args.bundle, db, host=args.host, port=args.port, admin_token=_admin_token(args, db),
-          root_path=args.root_path, forwarded_allow_ips=args.forwarded_allow_ips)
+    from codecbench.listening_test.server import ServerConfig
+
+    config = ServerConfig(
+        bundle_dir=args.bundle, admin_token=_admin_token(args, db), max_participants=args.max_participants,
+        participants_per_minute=args.participants_per_minute,
+        participants_per_minute_per_client=args.participants_per_minute_per_client,
+        min_page_time_s=args.min_page_time_s, min_listening_s=args.min_listening_s,
+        allowed_origins=tuple(args.allow_origin),
+    )
+    serve(args.bundle, db, host=args.host, port=args.port, admin_token=config.admin_token,
+          root_path=args.root_path, forwarded_allow_ips=args.forwarded_allow_ips, config=config)
     return 0
 
 

@@ -11,7 +11,13 @@ Tables:
 - ``participants``: one row per participant (opaque id, seed, randomised page plan, completion code);
 - ``pages``: one row per submitted page, primary key (participant_id, page_index); training pages are recorded
   here (so a reload resumes after them) but their grades are not stored;
-- ``ratings``: one row per (participant, page, condition) of a non-training page.
+- ``ratings``: one row per (participant, page, condition) of a non-training page, with the seconds the page says
+  that stimulus was played (``played_s``) and how often its slider moved (``slider_moves``);
+- ``audio_fetches``: one row per (participant, page, audio id) the server delivered, with the count and the first
+  time: the server's own evidence that a page's audio was fetched before it was graded.
+
+File mode: a new database is created with mode 0600 (owner read/write only); SQLite gives its ``-wal`` and
+``-shm`` files the same mode. Schema version 1 databases are upgraded in place (columns added, nothing dropped).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 from codecbench.bench.errors import CodecbenchError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 EXPORT_COLUMNS = (
     "participant_id",
@@ -43,6 +49,14 @@ EXPORT_COLUMNS = (
     "position",
     "submitted_utc",
     "page_duration_s",
+    "played_s",
+    "slider_moves",
+    "server_page_time_s",
+    "audio_fetched",
+    "user_agent",
+    "created_utc",
+    "finished_utc",
+    "completion_code",
 )
 
 _SCHEMA = (
@@ -64,6 +78,9 @@ _SCHEMA = (
         submitted_utc TEXT NOT NULL,
         payload_sha256 TEXT NOT NULL,
         page_duration_s REAL,
+        server_page_time_s REAL,
+        audio_fetched INTEGER,
+        behaviour_json TEXT,
         PRIMARY KEY (participant_id, page_index)
     )""",
     """CREATE TABLE IF NOT EXISTS ratings (
@@ -76,9 +93,27 @@ _SCHEMA = (
         score INTEGER NOT NULL CHECK (score BETWEEN 0 AND 100),
         moved INTEGER NOT NULL,
         position INTEGER NOT NULL,
+        played_s REAL,
+        slider_moves INTEGER,
         PRIMARY KEY (participant_id, page_index, condition_id),
         FOREIGN KEY (participant_id, page_index) REFERENCES pages(participant_id, page_index)
     )""",
+    """CREATE TABLE IF NOT EXISTS audio_fetches (
+        participant_id TEXT NOT NULL,
+        page_index INTEGER NOT NULL,
+        audio_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        first_utc TEXT NOT NULL,
+        first_unix_s REAL NOT NULL,
+        PRIMARY KEY (participant_id, page_index, audio_id)
+    )""",
+)
+_UPGRADE_1_TO_2 = (
+    "ALTER TABLE pages ADD COLUMN server_page_time_s REAL",
+    "ALTER TABLE pages ADD COLUMN audio_fetched INTEGER",
+    "ALTER TABLE pages ADD COLUMN behaviour_json TEXT",
+    "ALTER TABLE ratings ADD COLUMN played_s REAL",
+    "ALTER TABLE ratings ADD COLUMN slider_moves INTEGER",
 )
 
 
@@ -96,6 +131,8 @@ class Rating:
     score: int
     moved: bool
     position: int
+    played_s: float | None = None
+    slider_moves: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,8 +160,18 @@ class RatingsStore:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # owner-only from the first byte (no window with a world-readable file)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
+            has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is not None
+            old = (conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None)
+            if old is not None and old[0] == "1":
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _UPGRADE_1_TO_2:
+                    conn.execute(statement)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+                conn.execute("COMMIT")
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", ("schema_version", SCHEMA_VERSION))
@@ -192,6 +239,10 @@ class RatingsStore:
         ratings: Sequence[Rating],
         digest: str,
         page_duration_s: float | None = None,
+        *,
+        server_page_time_s: float | None = None,
+        audio_fetched: int | None = None,
+        behaviour_json: str | None = None,
     ) -> SubmitResult:
         """Store one page and its ratings in ONE transaction; a second submit of the same page stores nothing.
 
@@ -210,16 +261,18 @@ class RatingsStore:
                 now = utc_now()
                 conn.execute(
                     "INSERT INTO pages (participant_id, page_index, item_id, is_training, submitted_utc, "
-                    "payload_sha256, page_duration_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (participant_id, page_index, item_id, int(is_training), now, digest, page_duration_s),
+                    "payload_sha256, page_duration_s, server_page_time_s, audio_fetched, behaviour_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (participant_id, page_index, item_id, int(is_training), now, digest, page_duration_s,
+                     server_page_time_s, audio_fetched, behaviour_json),
                 )
                 if not is_training:
                     conn.executemany(
                         "INSERT INTO ratings (participant_id, page_index, item_id, condition_id, condition, role, "
-                        "score, moved, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "score, moved, position, played_s, slider_moves) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [
                             (participant_id, page_index, item_id, r.condition_id, r.condition, r.role, int(r.score),
-                             int(r.moved), int(r.position))
+                             int(r.moved), int(r.position), r.played_s, r.slider_moves)
                             for r in ratings
                         ],
                     )
@@ -230,14 +283,36 @@ class RatingsStore:
                 raise
         return SubmitResult("stored")
 
+    # -- audio fetches ----------------------------------------------------------------------------------------
+    def record_fetch(self, participant_id: str, page_index: int, audio_id: str, unix_s: float) -> None:
+        """Count one delivery of ``audio_id`` of the participant's page (first time kept)."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO audio_fetches (participant_id, page_index, audio_id, n, first_utc, first_unix_s) "
+                "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (participant_id, page_index, audio_id) DO UPDATE SET n = n + 1",
+                (participant_id, page_index, audio_id, utc_now(), unix_s),
+            )
+
+    def fetches(self, participant_id: str, page_index: int) -> tuple[int, float | None]:
+        """(distinct audio ids delivered for the page, first delivery as Unix seconds or None)."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*), MIN(first_unix_s) FROM audio_fetches WHERE participant_id = ? AND page_index = ?",
+                (participant_id, page_index),
+            ).fetchone()
+        return int(row[0]), row[1]
+
     # -- reading ----------------------------------------------------------------------------------------------
     def iter_ratings(self) -> Iterator[tuple]:
         """Rows of :data:`EXPORT_COLUMNS` (non-training pages), ordered by participant, page, position."""
         with self._connect() as conn:
             yield from conn.execute(
                 "SELECT r.participant_id, r.page_index, r.item_id, r.condition, r.condition_id, r.role, r.score, "
-                "r.moved, r.position, p.submitted_utc, p.page_duration_s FROM ratings r JOIN pages p "
+                "r.moved, r.position, p.submitted_utc, p.page_duration_s, r.played_s, r.slider_moves, "
+                "p.server_page_time_s, p.audio_fetched, q.user_agent, q.created_utc, q.finished_utc, "
+                "q.completion_code FROM ratings r JOIN pages p "
                 "ON p.participant_id = r.participant_id AND p.page_index = r.page_index "
+                "JOIN participants q ON q.participant_id = r.participant_id "
                 "ORDER BY r.participant_id, r.page_index, r.position"
             ).fetchall()
 

@@ -3,6 +3,7 @@ load, play after a click, rate with the keyboard, submit, reload mid-test and re
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -119,12 +120,23 @@ def test_whole_test_in_chromium(server, tmp_path):
             code = page.inner_text("#completion-code")
             assert code.startswith("CB-")
             _shot(page, tmp_path, "mushra-done")
+            page.reload()  # a finished participant sees the finished page with the same code, not "welcome back"
+            page.wait_for_selector("#screen-done:not([hidden])")
+            assert page.inner_text("#completion-code") == code
             assert errors == []
         finally:
             browser.close()
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT page_index, condition_id, score, moved FROM ratings").fetchall()
+        plan = json.loads(conn.execute("SELECT plan_json FROM participants").fetchone()[0])
+        to_audio_id = {(pg["index"], sid): aid for pg in plan for sid, aid in pg["audio_ids"].items()}
+        rows = [(p, to_audio_id[(p, sid)], s, m) for p, sid, s, m in
+                conn.execute("SELECT page_index, condition_id, score, moved FROM ratings").fetchall()]
+        played = conn.execute("SELECT played_s, slider_moves FROM ratings").fetchall()
+        fetched = conn.execute("SELECT audio_fetched FROM pages").fetchall()
         assert conn.execute("SELECT completion_code FROM participants").fetchone()[0] == code
     conn.close()
+    # the page's behaviour record: every stimulus was heard (it was selected while playing) and graded by keys
+    assert all(p > 0 and m >= 1 for p, m in played), played
+    assert all(n == 7 for (n,) in fetched)  # the server delivered the reference and all 6 stimuli per page
     assert {(p, sid): s for p, sid, s, _ in rows} == {(p, sid): s for p, g in grades.items() for sid, s in g.items()}
     assert all(moved == 1 for *_, moved in rows)

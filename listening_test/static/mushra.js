@@ -30,11 +30,17 @@ class Player {
     this.sources = []; this.active = null; this.playing = false; this.timer = null;
     this.loopStart = 0; this.loopEnd = 0; this.duration = 0; this.iterStart = 0; this.nextStart = 0;
     this.events = [];  // inspected by the browser test
+    this.heard = {}; this.plays = {}; this.since = 0;  // behaviour record: seconds heard and starts per signal
+  }
+  account() {  // add the time since the last change to the audible signal
+    const now = this.ctx.currentTime;
+    if (this.playing && this.active) this.heard[this.active] = (this.heard[this.active] || 0) + Math.max(0, now - this.since);
+    this.since = now;
   }
   async load(signals) {  // signals: {key: url}
     this.stop();
     for (const g of Object.values(this.gains)) g.disconnect();
-    this.buffers = {}; this.gains = {}; this.level = {}; this.busyUntil = {};
+    this.buffers = {}; this.gains = {}; this.level = {}; this.busyUntil = {}; this.heard = {}; this.plays = {};
     const entries = await Promise.all(Object.entries(signals).map(async ([key, url]) => {
       const response = await fetch(url);
       if (!response.ok) throw new Error(`audio ${url}: HTTP ${response.status}`);
@@ -52,8 +58,10 @@ class Player {
   }
   select(key) {  // make `key` the audible signal (cross-fade when playing)
     if (key === this.active) return;
+    this.account();
     const previous = this.active;
     this.active = key;
+    this.plays[key] = (this.plays[key] || 0) + 1;
     if (!this.playing) {
       for (const k of Object.keys(this.gains)) { this.gains[k].gain.value = k === key ? 1 : 0; this.level[k] = k === key ? 1 : 0; }
       return;
@@ -78,6 +86,7 @@ class Player {
   play() {
     if (this.playing || !this.active) return;
     this.playing = true;
+    this.since = this.ctx.currentTime;
     for (const k of Object.keys(this.gains)) {
       this.gains[k].gain.cancelScheduledValues(0);
       this.gains[k].gain.value = k === this.active ? 1 : 0;
@@ -109,6 +118,7 @@ class Player {
   }
   stop() {
     if (!this.playing) return;
+    this.account();
     this.playing = false;
     clearInterval(this.timer);
     const now = this.ctx.currentTime;
@@ -135,7 +145,8 @@ class Player {
 // ---------------------------------------------------------------------------------------------------------------
 // Test flow
 // ---------------------------------------------------------------------------------------------------------------
-const state = { test: null, session: null, page: null, ratings: {}, ctx: null, player: null, pageStarted: 0 };
+const state = { test: null, session: null, page: null, ratings: {}, ctx: null, player: null, pageStarted: 0,
+  sliderMoves: {}, loopChanges: 0 };
 window.mushra = state;  // read by the browser test
 
 function show(id) {
@@ -170,21 +181,37 @@ async function init() {
   const pid = localStorage.getItem(storageKey());
   if (pid) {
     const found = await api("GET", `api/participants/${encodeURIComponent(pid)}`);
-    if (found.status === 200) { state.session = found.data; show("screen-resume"); return; }
+    if (found.status === 200) {
+      state.session = found.data;
+      if (state.session.completion_code) {  // finished earlier: show the code again, never "welcome back"
+        updateProgress();
+        $("completion-code").textContent = state.session.completion_code;
+        return show("screen-done");
+      }
+      show("screen-resume"); return;
+    }
     localStorage.removeItem(storageKey());
   }
   show("screen-welcome");
 }
 
 function audioContext() {  // created inside a click handler: autoplay policies allow audio after a gesture
-  if (!state.ctx) { state.ctx = new AudioContext(); state.player = new Player(state.ctx); }
+  if (!state.ctx) {
+    const rate = state.test.sample_rate_hz;
+    try { state.ctx = new AudioContext(rate ? { sampleRate: rate } : {}); } catch (e) { state.ctx = new AudioContext(); }
+    state.player = new Player(state.ctx);
+    // sample-rate check: the browser would resample silently; say so on every page
+    state.rateWarning = rate && state.ctx.sampleRate !== rate
+      ? `Your browser plays audio at ${state.ctx.sampleRate} Hz; this test is at ${rate} Hz, so the browser resamples it. ` +
+        "If you can, set your sound device to " + rate + " Hz and reload." : "";
+  }
   return state.ctx.resume();
 }
 
 async function start() {
   await audioContext();
   show("screen-loading");
-  const created = await api("POST", "api/participants", {});
+  const created = await api("POST", "api/participants", { consent: true, sample_rate_hz: state.ctx.sampleRate });
   if (created.status !== 200) return fail(created.data.detail || "Could not start the test.");
   state.session = created.data;
   localStorage.setItem(storageKey(), state.session.participant_id);
@@ -210,7 +237,10 @@ async function nextPage() {
   state.page = page;
   state.ratings = JSON.parse(localStorage.getItem(draftKey(page.index)) || "{}");
   state.pageStarted = performance.now();
+  state.sliderMoves = {}; state.loopChanges = 0;
   renderPage();
+  $("rate-warning").hidden = !state.rateWarning;
+  $("rate-warning").textContent = state.rateWarning || "";
   show("screen-trial");
 }
 
@@ -259,6 +289,7 @@ function choose(key) {  // select a signal and play it
 
 function rate(id, score) {
   state.ratings[id] = { score, moved: true };
+  state.sliderMoves[id] = (state.sliderMoves[id] || 0) + 1;
   localStorage.setItem(draftKey(state.page.index), JSON.stringify(state.ratings));
   refresh();
 }
@@ -292,14 +323,25 @@ async function submit() {
   $("next").disabled = true;
   const page = state.page;
   state.player.stop();
+  const heard = state.player.heard, plays = state.player.plays;
   const body = {
-    ratings: page.stimuli.map((s) => ({ stimulus_id: s.id, score: state.ratings[s.id].score, moved: state.ratings[s.id].moved })),
+    ratings: page.stimuli.map((s) => ({
+      stimulus_id: s.id, score: state.ratings[s.id].score, moved: state.ratings[s.id].moved,
+      played_s: heard[s.id] || 0, n_plays: plays[s.id] || 0, slider_moves: state.sliderMoves[s.id] || 0,
+    })),
     page_duration_s: (performance.now() - state.pageStarted) / 1000,
+    reference_played_s: heard.ref || 0,
+    loop_changes: state.loopChanges,
   };
   let result;
   try { result = await api("POST", `api/participants/${state.session.participant_id}/pages/${page.index}`, body); }
   catch (e) { $("next").disabled = false; $("hint").textContent = e.message; return; }
-  if (result.status === 200 || result.status === 409) {  // 409: already stored earlier (first submission kept)
+  if (result.status === 409) {  // stored earlier with OTHER grades (another tab?): an error, never a success
+    localStorage.removeItem(draftKey(page.index));
+    return fail("This page was already submitted with different grades (for example from another window); the " +
+      "first submission is kept and these grades were NOT stored. Reload to continue with the next page.");
+  }
+  if (result.status === 200) {
     localStorage.removeItem(draftKey(page.index));
     state.session.done_pages.push(page.index);
     state.page = null;
@@ -357,6 +399,7 @@ $("next").addEventListener("click", () => submit());
 for (const id of ["loop-start", "loop-end"]) {
   $(id).addEventListener("change", () => {
     state.player.setLoop(Number($("loop-start").value), Number($("loop-end").value));
+    state.loopChanges += 1;
     $("loop-start").value = state.player.loopStart.toFixed(2);
     $("loop-end").value = state.player.loopEnd.toFixed(2);
     refresh();
