@@ -94,7 +94,7 @@ def test_whole_test_in_chromium(server, tmp_path):
             assert any(e["type"] == "loop" for e in events)
             assert not page.is_disabled("#next")
             page.keyboard.press("Enter")  # submit the training page
-            page.wait_for_function("window.mushra.page && window.mushra.page.index === 1")
+            page.wait_for_function("() => window.mushra.page && window.mushra.page.index === 1")
             assert not page.is_visible("#training-banner")
             # grade half of page 1, then reload mid-test
             first = page.evaluate("window.mushra.page.stimuli[0].id")
@@ -113,7 +113,7 @@ def test_whole_test_in_chromium(server, tmp_path):
             page.wait_for_timeout(200)
             _shot(page, tmp_path, "mushra-trial")
             page.click("#next")
-            page.wait_for_function("window.mushra.page && window.mushra.page.index === 2")
+            page.wait_for_function("() => window.mushra.page && window.mushra.page.index === 2")
             grades[2] = _rate_page(page)
             page.click("#next")
             page.wait_for_selector("#screen-done:not([hidden])")
