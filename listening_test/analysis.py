@@ -8,6 +8,12 @@ Post-screening (BS.1534-3, section 4.1.2), applied exactly: an assessor is exclu
   exemption removes such items from the numerator only: the denominator stays every item the assessor graded the
   anchor on (3 high grades on 20 items is 15 %, kept, whether or not 2 of the 20 items are exempt).
 
+Behaviour screening (codecbench's rule, not BS.1534-3's; applied first, when the ratings carry the page's behaviour
+record ``played_s``, as codecbench exports do): an item counts as *not listened* for an assessor when some stimulus
+they graded on it was played for less than ``min_played_s`` (default 1 s); an assessor with more than 15 % of their
+recorded items not listened is excluded before the BS.1534-3 rules run, so that non-listening raters (bots grading
+everything 100) cannot push items over the 25 % anchor exemption for everyone else.
+
 Statistics over the kept assessors: mean with a 95 % **cluster** bootstrap CI that resamples assessors (all grades of
 a drawn assessor together), since one assessor's grades are not independent; median, quartiles and IQR over the
 individual grades; per condition and per item x condition (one grade per assessor there, so the cluster bootstrap is
@@ -41,6 +47,7 @@ MAX_ITEM_FRACTION = 0.15  # more than this fraction of items -> excluded
 ANCHOR_ITEM_FRACTION = 0.25  # items where more than this fraction of assessors grade the anchor > 90: not used
 EXACT_PERMUTATION_MAX_PAIRS = 16
 MIN_ASSESSORS = 10  # a CI over fewer assessors is flagged and warned about
+MIN_PLAYED_S = 1.0  # behaviour rule: a stimulus played for less than this was not listened to
 
 
 class FewAssessorsWarning(UserWarning):
@@ -114,6 +121,9 @@ class AssessorScreening:
     anchor_fraction: float
     excluded: bool
     reason: str
+    behaviour_items_recorded: int = 0
+    behaviour_items_not_listened: int = 0
+    behaviour_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,23 @@ class Screening:
     excluded: tuple[str, ...] = field(default=())
 
 
+def behaviour_flags(ratings, min_played_s: float = MIN_PLAYED_S) -> dict[str, tuple[int, int]]:
+    """Per assessor: (items with a behaviour record, items on which some graded stimulus was played for less than
+    ``min_played_s``). Empty when the ratings have no ``played_s`` record."""
+    if "played_s" not in ratings.columns or ratings["played_s"].isna().all():
+        return {}
+    recorded = ratings[ratings["played_s"].notna()]
+    short = recorded.assign(short=recorded["played_s"].astype(float) < min_played_s)
+    per_item = short.groupby(["participant_id", "item_id"])["short"].any().reset_index()
+    out = {}
+    for pid, group in per_item.groupby("participant_id"):
+        out[str(pid)] = (len(group), int(group["short"].sum()))
+    return out
+
+
 def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "lowpass_7k",
-                trials_per_assessor: int | None = None) -> Screening:
+                trials_per_assessor: int | None = None, behaviour: bool = True,
+                min_played_s: float = MIN_PLAYED_S) -> Screening:
     """Apply the BS.1534-3 post-screening rules (module docstring) to ``ratings``; nothing is averaged here.
 
     ``anchor=None`` applies the hidden-reference rule only. ``trials_per_assessor``: when ``ratings`` is a subset of a test in which every assessor rated this many trials,
@@ -141,11 +166,16 @@ def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "
         raise AnalysisError(f"hidden reference condition '{reference}' not in the ratings; conditions: {sorted(conditions)}")
     if anchor is not None and anchor not in conditions:
         raise AnalysisError(f"anchor condition '{anchor}' not in the ratings; conditions: {sorted(conditions)}")
+    flags = behaviour_flags(ratings, min_played_s) if behaviour else {}
+    not_listening = {pid for pid, (n, bad) in flags.items() if n and bad / n > MAX_ITEM_FRACTION}
+    listening = ratings[~ratings["participant_id"].astype(str).isin(not_listening)]
     ref = ratings[ratings["condition"] == reference]
     anc = ratings[ratings["condition"] == anchor]
-    n_assessors = ratings.groupby("item_id")["participant_id"].nunique()
-    anchor_high_share = (anc.assign(high=anc["score"] > ANCHOR_THRESHOLD).groupby("item_id")["high"].sum()
-                         / n_assessors.reindex(anc["item_id"].unique()))
+    # the anchor exemption is decided among the assessors who listened (bots must not exempt items for everyone)
+    anc_listening = listening[listening["condition"] == anchor]
+    n_assessors = listening.groupby("item_id")["participant_id"].nunique()
+    anchor_high_share = (anc_listening.assign(high=anc_listening["score"] > ANCHOR_THRESHOLD)
+                         .groupby("item_id")["high"].sum() / n_assessors.reindex(anc_listening["item_id"].unique()))
     not_used = sorted(anchor_high_share[anchor_high_share > ANCHOR_ITEM_FRACTION].index)
     records = []
     for pid in sorted(ratings["participant_id"].unique()):
@@ -160,6 +190,11 @@ def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "
         n_anc = (trials_per_assessor or len(mine_anc)) if anchor is not None else 0
         anc_frac = anc_high / n_anc if n_anc else 0.0
         reasons = []
+        n_recorded, n_short = flags.get(str(pid), (0, 0))
+        behaviour_frac = n_short / n_recorded if n_recorded else 0.0
+        if str(pid) in not_listening:
+            reasons.append(f"did not listen: a stimulus played < {min_played_s:g} s on {n_short} of {n_recorded} "
+                           f"items ({100 * behaviour_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
         if ref_frac > MAX_ITEM_FRACTION:
             reasons.append(f"hidden reference below {REFERENCE_THRESHOLD} on {ref_low} of {n_ref} items "
                            f"({100 * ref_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
@@ -167,7 +202,7 @@ def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "
             reasons.append(f"{anchor} above {ANCHOR_THRESHOLD} on {anc_high} of {n_anc} items, exempt items not "
                            f"counted against ({100 * anc_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
         records.append(AssessorScreening(str(pid), n_items, ref_low, ref_frac, n_anc, anc_high, anc_frac,
-                                         bool(reasons), "; ".join(reasons)))
+                                         bool(reasons), "; ".join(reasons), n_recorded, n_short, behaviour_frac))
     return Screening(
         assessors=tuple(records), anchor_items_not_used=tuple(not_used), reference=reference, anchor=anchor,
         kept=tuple(r.participant_id for r in records if not r.excluded),
@@ -423,19 +458,24 @@ def analyze(
     seed: int = 0,
     min_assessors: int = MIN_ASSESSORS,
     trials_per_assessor: int | None = None,
+    behaviour: bool = True,
+    min_played_s: float = MIN_PLAYED_S,
 ) -> AnalysisResult:
     """Load ratings, post-screen, summarise, test and plot; writes CSV/Markdown/LaTeX/JSON/PNG/PDF to ``out_dir``."""
     ratings = load_ratings(ratings_path)
     return analyze_frame(ratings, out_dir, reference=reference, anchor=anchor, n_resamples=n_resamples, seed=seed,
-                         min_assessors=min_assessors, trials_per_assessor=trials_per_assessor)
+                         min_assessors=min_assessors, trials_per_assessor=trials_per_assessor, behaviour=behaviour,
+                         min_played_s=min_played_s)
 
 
 def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k", n_resamples=10_000, seed=0,
-                  min_assessors: int = MIN_ASSESSORS, trials_per_assessor: int | None = None):
+                  min_assessors: int = MIN_ASSESSORS, trials_per_assessor: int | None = None,
+                  behaviour: bool = True, min_played_s: float = MIN_PLAYED_S):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ratings = check_ratings(ratings)
-    screening = post_screen(ratings, reference=reference, anchor=anchor, trials_per_assessor=trials_per_assessor)
+    screening = post_screen(ratings, reference=reference, anchor=anchor, trials_per_assessor=trials_per_assessor,
+                            behaviour=behaviour, min_played_s=min_played_s)
     if not screening.kept:
         raise AnalysisError(f"post-screening excluded all {len(screening.assessors)} assessors; nothing to analyse")
     kept = ratings[ratings["participant_id"].astype(str).isin(screening.kept)]
@@ -468,7 +508,8 @@ def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k
         "anchor_items_not_used": list(screening.anchor_items_not_used),
         "rules": {"reference": reference, "anchor": anchor, "reference_below": REFERENCE_THRESHOLD,
                   "anchor_above": ANCHOR_THRESHOLD, "max_item_fraction": MAX_ITEM_FRACTION,
-                  "anchor_item_fraction": ANCHOR_ITEM_FRACTION, "trials_per_assessor": trials_per_assessor},
+                  "anchor_item_fraction": ANCHOR_ITEM_FRACTION, "trials_per_assessor": trials_per_assessor,
+                  "behaviour_rule": behaviour, "min_played_s": min_played_s},
         "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95, "clustered_by": "assessor",
                       "min_assessors": min_assessors},
         "conditions": json.loads(conditions.to_json(orient="records")),

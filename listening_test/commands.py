@@ -63,6 +63,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                          help="CIs over fewer assessors are flagged (ci_warning) and warned about")
     analyze.add_argument("--trials-per-assessor", type=int,
                          help="trials each assessor rated in the full test, when the ratings are a subset")
+    analyze.add_argument("--no-behaviour-rule", action="store_true",
+                         help="do not exclude assessors who did not listen (behaviour record played_s)")
+    analyze.add_argument("--min-played-s", type=float, default=1.0,
+                         help="behaviour rule: a stimulus played for less than this was not listened to")
     analyze.set_defaults(func=_analyze)
 
 
@@ -132,7 +136,8 @@ def _analyze(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", FewAssessorsWarning)
         result = analyze(args.ratings, args.out, reference=args.reference, anchor=args.anchor,
                          n_resamples=args.n_resamples, seed=args.seed, min_assessors=args.min_assessors,
-                         trials_per_assessor=args.trials_per_assessor)
+                         trials_per_assessor=args.trials_per_assessor, behaviour=not args.no_behaviour_rule,
+                         min_played_s=args.min_played_s)
     print(result.summary_text())
     print(f"tables and plots written to {args.out}")
     return 0

@@ -230,3 +230,34 @@ def test_hidden_reference_rule_reproduces_the_authors_exclusions_on_real_ratings
     assert low == {"6": 2, "3": 1, "21": 1}
     # over only the trials present in the subset the fractions are 1 of 3 and 1 of 4: more would be excluded
     assert post_screen(ratings, reference="Reference", anchor=None).excluded == ("21", "3", "6")
+
+
+def _crowd_with_bots(n_bots: int) -> pd.DataFrame:
+    """8 honest assessors (anchor 30, codec 50, everything heard for 4 s) on 10 items, plus ``n_bots`` scripted
+    participants who graded everything 100 without listening (played_s 0)."""
+    rows = []
+    for a in range(8 + n_bots):
+        bot = a >= 8
+        for j in range(10):
+            for c, s in (("reference", 100), ("lowpass_7k", 30), ("codec", 50)):
+                rows.append({"participant_id": f"{'bot' if bot else 'P'}{a}", "item_id": f"i{j}", "condition": c,
+                             "score": 100 if bot else s, "played_s": 0.0 if bot else 4.0})
+    return pd.DataFrame(rows)
+
+
+def test_behaviour_rule_screens_out_bots_that_would_exempt_every_item(tmp_path):
+    ratings = _crowd_with_bots(3)  # 3 of 11 = 27 % grade the anchor 100 on every item
+    plain = post_screen(ratings, behaviour=False)
+    assert len(plain.anchor_items_not_used) == 10 and plain.excluded == ()  # bots pass BS.1534-3 alone
+    screening = post_screen(ratings)
+    assert screening.excluded == ("bot10", "bot8", "bot9") and screening.anchor_items_not_used == ()
+    bot = {a.participant_id: a for a in screening.assessors}["bot8"]
+    assert (bot.behaviour_items_recorded, bot.behaviour_items_not_listened) == (10, 10)
+    assert bot.reason.startswith("did not listen: a stimulus played < 1 s on 10 of 10 items (100.0 % > 15 %)")
+    result = analyze_frame(ratings, tmp_path, n_resamples=500, min_assessors=8)
+    assert result.conditions.set_index("condition").loc["codec", "mean"] == 50.0  # 58.2 with the bots kept
+    assert "behaviour_items_not_listened" in (tmp_path / "screening.csv").read_text()
+    # an honest assessor who skipped one stimulus on 1 of 10 items (10 %) is kept
+    ratings.loc[(ratings.participant_id == "P0") & (ratings.item_id == "i0") & (ratings.condition == "codec"),
+                "played_s"] = 0.2
+    assert "P0" in post_screen(ratings).kept

@@ -175,3 +175,26 @@ def test_a_bot_that_skips_listening_is_refused(bundle, tmp_path):
         assert response.status_code == 422 and "0.6 s of audio played; at least 1.5 s" in response.json()["detail"]
         body["reference_played_s"] = 1.0
         assert client.post(url, json=body).status_code == 200
+
+
+def test_a_bot_that_fetches_audio_but_does_not_play_it_is_screened_out(bundle, tmp_path):
+    """Through the server and its export: the bot passes the server's checks (it fetches the audio) but reports
+    what the page measured (nothing played); the analysis's behaviour rule excludes it, the listeners stay."""
+    from codecbench.listening_test.analysis import post_screen
+
+    with _client(bundle, tmp_path) as client:
+        for played_s in (6.0, 5.0, 7.0, 0.0):
+            session = _start(client).json()
+            pid = session["participant_id"]
+            for page in session["pages"]:
+                listen(client, page)
+                body = full_page(page, lambda i, sid: 100)  # same grades for all: only the behaviour differs
+                for r in body["ratings"]:
+                    r["played_s"] = played_s
+                assert client.post(f"/api/participants/{pid}/pages/{page['index']}", json=body).status_code == 200
+            if played_s == 0:
+                bot = pid
+        frame = client.store.ratings_frame()
+    screening = post_screen(frame, reference="reference", anchor=None)
+    assert screening.excluded == (bot,)
+    assert "did not listen" in {a.participant_id: a for a in screening.assessors}[bot].reason
