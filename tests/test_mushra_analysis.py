@@ -255,7 +255,9 @@ def test_behaviour_rule_screens_out_bots_that_would_exempt_every_item(tmp_path):
     assert (bot.behaviour_items_recorded, bot.behaviour_items_not_listened) == (10, 10)
     assert bot.reason.startswith("did not listen: a stimulus played < 1 s on 10 of 10 items (100.0 % > 15 %)")
     result = analyze_frame(ratings, tmp_path, n_resamples=500, min_assessors=8)
-    assert result.conditions.set_index("condition").loc["codec", "mean"] == 50.0  # 58.2 with the bots kept
+    assert result.conditions.set_index("condition").loc["codec", "mean"] == 50.0
+    kept_bots = analyze_frame(ratings, tmp_path / "plain", n_resamples=200, min_assessors=8, behaviour=False)
+    assert kept_bots.conditions.set_index("condition").loc["codec", "mean"] == pytest.approx(700 / 11)  # 63.6
     assert "behaviour_items_not_listened" in (tmp_path / "screening.csv").read_text()
     # an honest assessor who skipped one stimulus on 1 of 10 items (10 %) is kept
     ratings.loc[(ratings.participant_id == "P0") & (ratings.item_id == "i0") & (ratings.condition == "codec"),
