@@ -50,6 +50,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="refuse a page on which the page reports less listening (all signals together)")
     serve.add_argument("--allow-origin", action="append", default=[],
                        help="extra origin (https://host) allowed to create participants; repeatable")
+    serve.add_argument("--pages", type=Path,
+                       help="JSON file: consent text, instructions, end questionnaire (docs/listening-test.md)")
     serve.set_defaults(func=_serve)
 
     analyze = sub.add_parser("analyze", help="BS.1534-3 post-screening, statistics, plots and tables")
@@ -113,14 +115,14 @@ def _serve(args: argparse.Namespace) -> int:
     from codecbench.listening_test.server import serve
 
     db = args.db or args.bundle / "ratings.sqlite"
-    from codecbench.listening_test.server import ServerConfig
+    from codecbench.listening_test.server import ServerConfig, load_pages
 
     config = ServerConfig(
         bundle_dir=args.bundle, admin_token=_admin_token(args, db), max_participants=args.max_participants,
         participants_per_minute=args.participants_per_minute,
         participants_per_minute_per_client=args.participants_per_minute_per_client,
         min_page_time_s=args.min_page_time_s, min_listening_s=args.min_listening_s,
-        allowed_origins=tuple(args.allow_origin),
+        allowed_origins=tuple(args.allow_origin), pages=load_pages(args.pages) if args.pages else None,
     )
     serve(args.bundle, db, host=args.host, port=args.port, admin_token=config.admin_token,
           root_path=args.root_path, forwarded_allow_ips=args.forwarded_allow_ips, config=config)

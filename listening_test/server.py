@@ -95,6 +95,13 @@ class PageIn(BaseModel):
     loop_changes: StrictInt | None = Field(default=None, ge=0, le=100_000)
 
 
+class QuestionnaireIn(BaseModel):
+    """The end questionnaire's answers, by question id."""
+
+    model_config = ConfigDict(extra="forbid")
+    answers: dict[str, str] = Field(max_length=30)
+
+
 class NewParticipantIn(BaseModel):
     """The start request: consent given on the page, and what the browser's audio runs at."""
 
@@ -130,6 +137,53 @@ class ServerConfig:
     min_page_time_s: float = 0.0
     min_listening_s: float = 0.0
     allowed_origins: tuple[str, ...] = ()
+    pages: dict[str, Any] | None = None  # consent text, instructions, end questionnaire: see load_pages
+
+
+QUESTION_ID = re.compile(r"^[a-z0-9_]{1,32}$")
+
+
+def load_pages(path: str | os.PathLike) -> dict[str, Any]:
+    """The configurable pages from a JSON file, checked (one-line errors naming the file and key)::
+
+        {"consent": "text", "instructions": ["paragraph", ...],
+         "questionnaire": [{"id": "age", "label": "Your age", "type": "choice", "options": ["18-29", ...]},
+                           {"id": "comments", "label": "Comments", "type": "text"}]}
+
+    Every text is shown with ``textContent`` (never as HTML).
+    """
+    from codecbench.bench.errors import ConfigError
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the pages file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    unknown = sorted(set(data) - {"consent", "instructions", "questionnaire"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (keys: consent, instructions, questionnaire)")
+    if not isinstance(data.get("consent", ""), str) or len(data.get("consent", "")) > 5000:
+        raise ConfigError(f"{path}: 'consent' must be a text of at most 5000 characters")
+    instructions = data.get("instructions", [])
+    if not isinstance(instructions, list) or not all(isinstance(t, str) and len(t) <= 5000 for t in instructions):
+        raise ConfigError(f"{path}: 'instructions' must be a list of texts")
+    questions = data.get("questionnaire", [])
+    if not isinstance(questions, list) or len(questions) > 30:
+        raise ConfigError(f"{path}: 'questionnaire' must be a list of at most 30 questions")
+    seen = set()
+    for k, q in enumerate(questions):
+        where = f"{path}: questionnaire[{k}]"
+        if not isinstance(q, dict) or not QUESTION_ID.match(str(q.get("id", ""))) or q["id"] in seen:
+            raise ConfigError(f"{where}: 'id' must be unique and match [a-z0-9_]{{1,32}}")
+        seen.add(q["id"])
+        if not isinstance(q.get("label"), str) or q.get("type") not in ("text", "choice"):
+            raise ConfigError(f"{where}: needs a text 'label' and 'type' text or choice")
+        if q["type"] == "choice" and not (isinstance(q.get("options"), list) and q["options"]
+                                          and all(isinstance(o, str) for o in q["options"])):
+            raise ConfigError(f"{where}: a choice needs a non-empty list of text 'options'")
+    return {"consent": data.get("consent", ""), "instructions": instructions, "questionnaire": questions}
 
 
 class RateLimiter:
@@ -213,6 +267,8 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
             pcm[(item["key"], s["id"])] = _pcm(root / s["file"])
     page_files = {name: (root / "page" / name).read_bytes() for name in STATIC_FILES}
     plans: dict[str, list[dict[str, Any]]] = {}  # participant id -> plan (plans never change once created)
+    pages_config = config.pages or {"consent": "", "instructions": [], "questionnaire": []}
+    questions = {q["id"]: q for q in pages_config["questionnaire"]}
     global_limit = RateLimiter(config.participants_per_minute)
     client_limit = RateLimiter(config.participants_per_minute_per_client)
 
@@ -279,6 +335,7 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
             "pages": public_pages(participant_id, found["plan"]),
             "done_pages": found["done_pages"],
             "completion_code": found["completion_code"],
+            "questionnaire_done": store.has_questionnaire(participant_id),
         }
 
     def static(name: str) -> Response:
@@ -313,7 +370,7 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
     @app.get("/api/test")
     def test_info() -> dict[str, Any]:
         return {"title": description["title"], "n_pages": len(items) + 1, "bundle_id": description["bundle_id"],
-                "sample_rate_hz": description.get("sample_rate_hz")}
+                "sample_rate_hz": description.get("sample_rate_hz"), "pages": pages_config}
 
     def check_origin(request: Request) -> None:
         origin = request.headers.get("origin")
@@ -397,6 +454,21 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
             return JSONResponse({"status": "conflict", "detail": "this page was already submitted with other "
                                  "grades; the first submission is kept"}, status_code=409)
         return JSONResponse({"status": result.status})
+
+    @app.post("/api/participants/{participant_id}/questionnaire")
+    def questionnaire(participant_id: str, body: QuestionnaireIn) -> JSONResponse:
+        participant_or_404(participant_id)
+        unknown = sorted(set(body.answers) - set(questions))
+        if unknown:
+            raise HTTPException(422, f"unknown question {unknown[0][:40]!r}")
+        for qid, answer in body.answers.items():
+            if len(answer) > 2000:
+                raise HTTPException(422, f"answer to {qid!r} longer than 2000 characters")
+            if questions[qid]["type"] == "choice" and answer not in ("", *questions[qid]["options"]):
+                raise HTTPException(422, f"answer to {qid!r} is not one of its options")
+        if not store.save_questionnaire(participant_id, json.dumps(body.answers, sort_keys=True)):
+            return JSONResponse({"status": "conflict", "detail": "answers were already sent"}, status_code=409)
+        return JSONResponse({"status": "stored"})
 
     @app.post("/api/participants/{participant_id}/finish")
     def finish(participant_id: str) -> dict[str, Any]:

@@ -64,6 +64,7 @@ EXPORT_COLUMNS = (
     "created_utc",
     "finished_utc",
     "completion_code",
+    "questionnaire_json",
 )
 
 _SCHEMA = (
@@ -113,6 +114,11 @@ _SCHEMA = (
         first_utc TEXT NOT NULL,
         first_unix_s REAL NOT NULL,
         PRIMARY KEY (participant_id, page_index, audio_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS questionnaire (
+        participant_id TEXT PRIMARY KEY REFERENCES participants(participant_id),
+        submitted_utc TEXT NOT NULL,
+        answers_json TEXT NOT NULL
     )""",
 )
 _UPGRADE_1_TO_2 = (
@@ -294,6 +300,21 @@ class RatingsStore:
                 raise
         return SubmitResult("stored")
 
+    # -- questionnaire ------------------------------------------------------------------------------------------
+    def save_questionnaire(self, participant_id: str, answers_json: str) -> bool:
+        """Store the end questionnaire once; False if answers were already stored (they are kept)."""
+        with self._connect() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO questionnaire (participant_id, submitted_utc, answers_json) VALUES (?, ?, ?)",
+                (participant_id, utc_now(), answers_json),
+            )
+            return cursor.rowcount == 1
+
+    def has_questionnaire(self, participant_id: str) -> bool:
+        with self._connect() as conn:
+            return conn.execute("SELECT 1 FROM questionnaire WHERE participant_id = ?",
+                                (participant_id,)).fetchone() is not None
+
     # -- audio fetches ----------------------------------------------------------------------------------------
     def record_fetch(self, participant_id: str, page_index: int, audio_id: str, unix_s: float) -> None:
         """Count one delivery of ``audio_id`` of the participant's page (first time kept)."""
@@ -323,9 +344,10 @@ class RatingsStore:
                 "SELECT r.participant_id, r.page_index, r.item_id, r.condition, r.condition_id, r.role, r.score, "
                 "r.moved, r.position, p.submitted_utc, p.page_duration_s, r.played_s, r.slider_moves, "
                 "p.server_page_time_s, p.audio_fetched, q.user_agent, q.created_utc, q.finished_utc, "
-                "q.completion_code FROM ratings r JOIN pages p "
+                "q.completion_code, a.answers_json FROM ratings r JOIN pages p "
                 "ON p.participant_id = r.participant_id AND p.page_index = r.page_index "
                 "JOIN participants q ON q.participant_id = r.participant_id "
+                "LEFT JOIN questionnaire a ON a.participant_id = r.participant_id "
                 "ORDER BY r.participant_id, r.page_index, r.position"
             ).fetchall()
 

@@ -81,7 +81,19 @@ class Player {
   setLoop(start, end) {
     this.loopStart = Math.max(0, Math.min(start, this.duration - MIN_LOOP_S));
     this.loopEnd = Math.min(this.duration, Math.max(end, this.loopStart + MIN_LOOP_S));
-    if (this.playing) { this.stop(); this.play(); }
+    if (this.playing) this.restart();
+  }
+  restart() {  // loop changed while playing: 5 ms fade-out, then the new region starts right after it, faded in
+    this.account();
+    const now = this.ctx.currentTime, g = this.master.gain;
+    try { g.cancelAndHoldAtTime(now); } catch (e) { g.cancelScheduledValues(now); }
+    g.setValueCurveAtTime(raisedCosine(g.value, 0), now + 0.0005, FADE_S);
+    for (const s of this.sources) { try { s.src.stop(now + FADE_S + 0.001); } catch (e) { /* already stopped */ } }
+    this.sources = [];
+    this.nextStart = now + FADE_S + 0.001;
+    this.events.push({ type: "loop-change", at: now, fade_s: FADE_S, gap_s: this.nextStart - (now + 0.0005 + FADE_S),
+      start_s: this.loopStart, end_s: this.loopEnd });
+    this.schedule();
   }
   play() {
     if (this.playing || !this.active) return;
@@ -178,6 +190,11 @@ async function init() {
   if (info.status !== 200) return fail("This test is not available.");
   state.test = info.data;
   document.title = $("title").textContent = state.test.title;
+  const pages = state.test.pages || {};
+  if (pages.instructions && pages.instructions.length) {  // configured text: always as text, never as HTML
+    $("instructions").replaceChildren(...pages.instructions.map((t) => { const el = document.createElement("p"); el.textContent = t; return el; }));
+  }
+  if (pages.consent) $("consent-text").textContent = pages.consent;
   const pid = localStorage.getItem(storageKey());
   if (pid) {
     const found = await api("GET", `api/participants/${encodeURIComponent(pid)}`);
@@ -266,9 +283,17 @@ function renderPage() {
     button.title = `Version ${i + 1} (key ${KEYS[i]})`;
     button.addEventListener("click", () => choose(s.id));
     const slider = document.createElement("input");
-    Object.assign(slider, { type: "range", min: 0, max: 100, step: 1, value: 50, disabled: true });
+    Object.assign(slider, { type: "range", min: 0, max: 100, step: 1, value: 50 });
     slider.setAttribute("aria-label", `Grade of version ${i + 1}`);
     slider.addEventListener("input", () => rate(s.id, Number(slider.value)));
+    slider.addEventListener("pointerdown", (event) => {  // a click anywhere registers, also where the value is already
+      if (state.player.active !== s.id) choose(s.id);
+      const r = slider.getBoundingClientRect(), vertical = r.height > r.width;
+      const f = vertical ? 1 - (event.clientY - r.top) / r.height : (event.clientX - r.left) / r.width;
+      const score = Math.round(100 * Math.max(0, Math.min(1, f)));
+      slider.value = score;
+      rate(s.id, score);
+    });
     const value = document.createElement("div");
     value.className = "value";
     col.append(button, slider, value);
@@ -278,7 +303,56 @@ function renderPage() {
   });
   for (const id of ["loop-start", "loop-end"]) { $(id).max = player.duration.toFixed(2); }
   $("loop-start").value = 0; $("loop-end").value = player.duration.toFixed(2);
+  drawWaveform();
   refresh();
+}
+
+function drawWaveform() {  // min/max per pixel column of the reference (channel 0)
+  const canvas = $("waveform"), buffer = state.player.buffers.ref;
+  canvas.width = Math.max(200, Math.round(canvas.clientWidth * (window.devicePixelRatio || 1)));
+  const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  g.clearRect(0, 0, w, h);
+  if (!buffer) return;
+  const x = buffer.getChannelData(0), step = Math.max(1, Math.floor(x.length / w));
+  let peak = 1e-9;
+  for (let i = 0; i < x.length; i++) peak = Math.max(peak, Math.abs(x[i]));
+  g.fillStyle = "#7f97bd";
+  for (let c = 0; c < w; c++) {
+    let lo = 0, hi = 0;
+    for (let i = c * step; i < Math.min(x.length, (c + 1) * step); i++) { lo = Math.min(lo, x[i]); hi = Math.max(hi, x[i]); }
+    const top = h / 2 - (hi / peak) * (h / 2 - 2), bottom = h / 2 - (lo / peak) * (h / 2 - 2);
+    g.fillRect(c, top, 1, Math.max(1, bottom - top));
+  }
+}
+
+function applyLoop(start, end) {
+  state.player.setLoop(start, end);
+  state.loopChanges += 1;
+  $("loop-start").value = state.player.loopStart.toFixed(2);
+  $("loop-end").value = state.player.loopEnd.toFixed(2);
+  refresh();
+}
+
+function waveformDrag() {  // drag on the waveform: loop the dragged region
+  const track = document.querySelector(".timeline .track");
+  let from = null;
+  const at = (event) => {
+    const r = track.getBoundingClientRect();
+    return Math.max(0, Math.min(1, (event.clientX - r.left) / r.width)) * (state.player.duration || 0);
+  };
+  track.addEventListener("pointerdown", (event) => { from = at(event); track.setPointerCapture(event.pointerId); });
+  track.addEventListener("pointermove", (event) => {
+    if (from === null) return;
+    const to = at(event);
+    $("loop-shade").style.left = `${(100 * Math.min(from, to)) / state.player.duration}%`;
+    $("loop-shade").style.width = `${(100 * Math.abs(to - from)) / state.player.duration}%`;
+  });
+  track.addEventListener("pointerup", (event) => {
+    if (from === null) return;
+    const to = at(event), a = Math.min(from, to), b = Math.max(from, to);
+    from = null;
+    if (b - a >= 0.05) applyLoop(a, b); else refresh();
+  });
 }
 
 function choose(key) {  // select a signal and play it
@@ -302,7 +376,7 @@ function refresh() {
     const id = col.dataset.stimulus, rated = state.ratings[id];
     const slider = col.querySelector("input"), button = col.querySelector("button");
     button.classList.toggle("active", player.active === id);
-    slider.disabled = player.active !== id;  // only the selected signal's slider can be moved
+    col.classList.toggle("active-col", player.active === id);
     slider.classList.toggle("unrated", rated === undefined);
     col.classList.toggle("unrated-col", rated === undefined);
     col.querySelector(".value").textContent = rated === undefined ? "\u2013" : String(rated.score);
@@ -352,7 +426,45 @@ async function submit() {
   }
 }
 
+function renderQuestions() {
+  const form = $("questions");
+  form.replaceChildren();
+  for (const q of (state.test.pages || {}).questionnaire || []) {
+    const label = document.createElement("label");
+    label.textContent = q.label;  // escaped: textContent
+    label.htmlFor = `q-${q.id}`;
+    let field;
+    if (q.type === "choice") {
+      field = document.createElement("select");
+      for (const option of ["", ...q.options]) {
+        const o = document.createElement("option");
+        o.value = option; o.textContent = option || "\u2013";
+        field.append(o);
+      }
+    } else {
+      field = document.createElement("textarea");
+      field.rows = 3; field.maxLength = 2000;
+    }
+    field.id = `q-${q.id}`; field.dataset.question = q.id;
+    form.append(label, field);
+  }
+}
+
+async function sendQuestions() {
+  const answers = {};
+  for (const field of document.querySelectorAll("#questions [data-question]")) answers[field.dataset.question] = field.value;
+  const result = await api("POST", `api/participants/${state.session.participant_id}/questionnaire`, { answers });
+  if (result.status !== 200 && result.status !== 409) return fail(JSON.stringify(result.data.detail) || "Could not send the answers.");
+  state.questionsDone = true;
+  await finish();
+}
+
 async function finish() {
+  const questions = (state.test.pages || {}).questionnaire || [];
+  if (questions.length && !state.questionsDone && !state.session.questionnaire_done) {
+    renderQuestions();
+    return show("screen-questions");
+  }
   const result = await api("POST", `api/participants/${state.session.participant_id}/finish`);
   if (result.status !== 200) return fail(result.data.detail || "Could not finish.");
   $("completion-code").textContent = result.data.completion_code;
@@ -373,6 +485,8 @@ function onKey(event) {
   const index = KEYS.indexOf(event.key);
   if (event.key === "r" || event.key === "R") choose("ref");
   else if (index >= 0 && index < state.page.stimuli.length) choose(state.page.stimuli[index].id);
+  else if (event.key === "a" || event.key === "A") applyLoop(player.position(), player.loopEnd);
+  else if (event.key === "b" || event.key === "B") applyLoop(player.loopStart, player.position());
   else if (event.key === " ") { player.playing ? player.stop() : (player.active || player.select("ref"), player.play()); refresh(); }
   else if ((event.key === "ArrowUp" || event.key === "ArrowDown") && player.active && player.active !== "ref") {
     const step = (event.shiftKey ? 10 : 1) * (event.key === "ArrowUp" ? 1 : -1);
@@ -386,7 +500,10 @@ function onKey(event) {
   event.preventDefault();
 }
 
+$("consent").addEventListener("change", () => { $("start").disabled = !$("consent").checked; });
 $("start").addEventListener("click", () => start().catch((e) => fail(e.message)));
+$("send-questions").addEventListener("click", (event) => { event.preventDefault(); sendQuestions().catch((e) => fail(e.message)); });
+waveformDrag();
 $("resume").addEventListener("click", () => resume().catch((e) => fail(e.message)));
 $("retry").addEventListener("click", () => location.reload());
 $("ref-button").addEventListener("click", () => choose("ref"));
@@ -398,11 +515,7 @@ $("play-button").addEventListener("click", () => {
 $("next").addEventListener("click", () => submit());
 for (const id of ["loop-start", "loop-end"]) {
   $(id).addEventListener("change", () => {
-    state.player.setLoop(Number($("loop-start").value), Number($("loop-end").value));
-    state.loopChanges += 1;
-    $("loop-start").value = state.player.loopStart.toFixed(2);
-    $("loop-end").value = state.player.loopEnd.toFixed(2);
-    refresh();
+    applyLoop(Number($("loop-start").value), Number($("loop-end").value));
   });
   $(id).addEventListener("input", refresh);
 }
