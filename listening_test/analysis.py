@@ -378,6 +378,57 @@ def markdown_table(conditions) -> str:
     return "\n".join(lines)
 
 
+def _html_table(frame, columns: list[str]) -> str:
+    import html
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(getattr(r, c))}</td>" for c in columns) + "</tr>"
+                   for r in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_report(screening: Screening, conditions, pairwise, out_dir: Path) -> str:
+    """The researcher's results page: one self-contained HTML file (plots embedded; every text escaped)."""
+    import base64
+    import html
+
+    import pandas as pd
+
+    kept, total = len(screening.kept), len(screening.assessors)
+    screening_frame = pd.DataFrame([asdict(a) for a in screening.assessors])
+    warnings_html = "".join(f"<p class='warn'>WARNING {html.escape(str(c))}: {html.escape(w)}</p>"
+                            for c, w in zip(conditions["condition"], conditions["ci_warning"]) if w)
+    images = ""
+    for name in ("mushra_means", "mushra_box"):
+        png = out_dir / "plots" / f"{name}.png"
+        if png.is_file():
+            images += f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
+    exempt = ", ".join(html.escape(i) for i in screening.anchor_items_not_used) or "none"
+    pair_cols = ["condition_a", "condition_b", "n_pairs", "mean_difference", "difference_ci_low",
+                 "difference_ci_high", "wilcoxon_p_holm", "permutation_p_holm"]
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>MUSHRA results</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:20px auto;padding:0 12px;color:#222}}
+table{{border-collapse:collapse;margin:8px 0 18px;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:3px 7px;
+text-align:right}}th{{background:#f0f2f5}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}
+.warn{{color:#a00}}</style></head><body>
+<h1>MUSHRA results</h1>
+<p>{total} assessors before post-screening, {kept} after. Items exempt from the anchor rule: {exempt}.
+CIs: 95 % cluster bootstrap over assessors.</p>{warnings_html}
+<h2>Conditions</h2>{_html_table(conditions, ["condition", "n", "n_assessors", "mean", "ci_low", "ci_high",
+                                            "median", "iqr"])}
+{images}
+<h2>Post-screening (every assessor)</h2>{_html_table(screening_frame, ["participant_id", "n_items",
+    "reference_below_90", "anchor_above_90", "behaviour_items_not_listened", "excluded", "reason"])}
+<h2>Pairwise tests (Holm-corrected)</h2>{_html_table(pairwise, pair_cols) if not pairwise.empty else "<p>none</p>"}
+</body></html>
+"""
+
+
 def latex_table(conditions) -> str:
     def esc(text: str) -> str:
         return "".join("\\" + c if c in "&%$#_{}" else c for c in str(text))
@@ -517,5 +568,7 @@ def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     files += [str(out_dir / n) for n in ("table.md", "table.tex", "summary.json")]
     files += plot(kept, conditions, out_dir, order, len(screening.kept))
+    (out_dir / "report.html").write_text(html_report(screening, conditions, pairwise, out_dir))
+    files.append(str(out_dir / "report.html"))
     assert not any(math.isnan(v) for v in conditions["mean"])
     return AnalysisResult(screening, conditions, items, pairwise, files)

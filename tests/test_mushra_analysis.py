@@ -263,3 +263,13 @@ def test_behaviour_rule_screens_out_bots_that_would_exempt_every_item(tmp_path):
     ratings.loc[(ratings.participant_id == "P0") & (ratings.item_id == "i0") & (ratings.condition == "codec"),
                 "played_s"] = 0.2
     assert "P0" in post_screen(ratings).kept
+
+
+def test_html_report_escapes_and_embeds(tmp_path):
+    ratings = synthetic_ratings()
+    ratings.loc[ratings.participant_id == "A5", "participant_id"] = "<script>x</script>"
+    analyze_frame(ratings, tmp_path, n_resamples=200, min_assessors=5)
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert page.count("data:image/png;base64,") == 2
+    assert "8 assessors before post-screening, 6 after" in page and "<td>codec_x</td>" in page

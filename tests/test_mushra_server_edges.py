@@ -198,3 +198,33 @@ def test_a_bot_that_fetches_audio_but_does_not_play_it_is_screened_out(bundle, t
     screening = post_screen(frame, reference="reference", anchor=None)
     assert screening.excluded == (bot,)
     assert "did not listen" in {a.participant_id: a for a in screening.assessors}[bot].reason
+
+
+def test_pages_file_and_questionnaire(bundle, tmp_path):
+    import json
+
+    from codecbench.bench.errors import ConfigError
+    from codecbench.listening_test.server import load_pages
+
+    bad = tmp_path / "bad.json"
+    for content, message in [('{"consnt": "x"}', "unknown key 'consnt'"),
+                             ('{"questionnaire": [{"id": "A B", "label": "x", "type": "text"}]}', r"questionnaire\[0\]"),
+                             ('{"questionnaire": [{"id": "q", "label": "x", "type": "choice"}]}', "needs a non-empty"),
+                             ("{", "cannot read the pages file")]:
+        bad.write_text(content)
+        with pytest.raises(ConfigError, match=message):
+            load_pages(bad)
+    good = tmp_path / "pages.json"
+    good.write_text(json.dumps({"consent": "ok", "questionnaire": [
+        {"id": "hp", "label": "Headphones?", "type": "choice", "options": ["yes", "no"]},
+        {"id": "comments", "label": "Comments", "type": "text"}]}))
+    with _client(bundle, tmp_path, pages=load_pages(good)) as client:
+        assert client.get("/api/test").json()["pages"]["consent"] == "ok"
+        session = _start(client).json()
+        url = f"/api/participants/{session['participant_id']}/questionnaire"
+        assert client.post(url, json={"answers": {"nope": "x"}}).status_code == 422
+        assert client.post(url, json={"answers": {"hp": "maybe"}}).status_code == 422
+        assert client.post(url, json={"answers": {"comments": "x" * 2001}}).status_code == 422
+        assert client.post(url, json={"answers": {"hp": "yes", "comments": "<b>hi</b>"}}).json() == {"status": "stored"}
+        assert client.post(url, json={"answers": {"hp": "no"}}).status_code == 409  # first answers kept
+        assert client.get(f"/api/participants/{session['participant_id']}").json()["questionnaire_done"] is True
