@@ -102,6 +102,16 @@ class QuestionnaireIn(BaseModel):
     answers: dict[str, str] = Field(max_length=30)
 
 
+class ScreeningIn(BaseModel):
+    """A screening result reported by the page (the headphone check)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z_]{1,32}$")
+    correct: StrictInt = Field(ge=0, le=20)
+    trials: StrictInt = Field(ge=1, le=20)
+    passed: StrictBool
+
+
 class NewParticipantIn(BaseModel):
     """The start request: consent given on the page, and what the browser's audio runs at."""
 
@@ -161,9 +171,21 @@ def load_pages(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the pages file ({exc})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
-    unknown = sorted(set(data) - {"consent", "instructions", "questionnaire"})
+    keys = ("consent", "instructions", "calibration", "headphone_check", "questionnaire")
+    unknown = sorted(set(data) - set(keys))
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (keys: consent, instructions, questionnaire)")
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (keys: {', '.join(keys)})")
+    if not isinstance(data.get("calibration", ""), str):
+        raise ConfigError(f"{path}: 'calibration' must be a text")
+    check = data.get("headphone_check")
+    if check is not None:
+        if (not isinstance(check, dict) or set(check) - {"trials", "pass", "required"}
+                or not isinstance(check.get("trials", 6), int) or not isinstance(check.get("pass", 5), int)
+                or not 1 <= check.get("pass", 5) <= check.get("trials", 6) <= 20):
+            raise ConfigError(f"{path}: 'headphone_check' must be {{\"trials\": 1-20, \"pass\": 1-trials, "
+                              f"\"required\": true|false}}")
+        check = {"trials": check.get("trials", 6), "pass": check.get("pass", 5),
+                 "required": bool(check.get("required", False))}
     if not isinstance(data.get("consent", ""), str) or len(data.get("consent", "")) > 5000:
         raise ConfigError(f"{path}: 'consent' must be a text of at most 5000 characters")
     instructions = data.get("instructions", [])
@@ -183,7 +205,8 @@ def load_pages(path: str | os.PathLike) -> dict[str, Any]:
         if q["type"] == "choice" and not (isinstance(q.get("options"), list) and q["options"]
                                           and all(isinstance(o, str) for o in q["options"])):
             raise ConfigError(f"{where}: a choice needs a non-empty list of text 'options'")
-    return {"consent": data.get("consent", ""), "instructions": instructions, "questionnaire": questions}
+    return {"consent": data.get("consent", ""), "instructions": instructions, "questionnaire": questions,
+            "calibration": data.get("calibration", ""), "headphone_check": check}
 
 
 class RateLimiter:
@@ -469,6 +492,14 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
         if not store.save_questionnaire(participant_id, json.dumps(body.answers, sort_keys=True)):
             return JSONResponse({"status": "conflict", "detail": "answers were already sent"}, status_code=409)
         return JSONResponse({"status": "stored"})
+
+    @app.post("/api/participants/{participant_id}/screening")
+    def screening(participant_id: str, body: ScreeningIn) -> JSONResponse:
+        participant_or_404(participant_id)
+        if body.correct > body.trials:
+            raise HTTPException(422, "more correct answers than trials")
+        stored = store.save_screening(participant_id, body.name, json.dumps(body.model_dump(), sort_keys=True))
+        return JSONResponse({"status": "stored" if stored else "duplicate"})
 
     @app.post("/api/participants/{participant_id}/finish")
     def finish(participant_id: str) -> dict[str, Any]:

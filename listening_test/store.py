@@ -65,6 +65,7 @@ EXPORT_COLUMNS = (
     "finished_utc",
     "completion_code",
     "questionnaire_json",
+    "headphone_check_json",
 )
 
 _SCHEMA = (
@@ -114,6 +115,13 @@ _SCHEMA = (
         first_utc TEXT NOT NULL,
         first_unix_s REAL NOT NULL,
         PRIMARY KEY (participant_id, page_index, audio_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS screenings (
+        participant_id TEXT NOT NULL REFERENCES participants(participant_id),
+        name TEXT NOT NULL,
+        submitted_utc TEXT NOT NULL,
+        result_json TEXT NOT NULL,
+        PRIMARY KEY (participant_id, name)
     )""",
     """CREATE TABLE IF NOT EXISTS questionnaire (
         participant_id TEXT PRIMARY KEY REFERENCES participants(participant_id),
@@ -310,6 +318,15 @@ class RatingsStore:
             )
             return cursor.rowcount == 1
 
+    def save_screening(self, participant_id: str, name: str, result_json: str) -> bool:
+        """Store a screening result once per (participant, name); False if one was already stored (kept)."""
+        with self._connect() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO screenings (participant_id, name, submitted_utc, result_json) VALUES (?, ?, ?, ?)",
+                (participant_id, name, utc_now(), result_json),
+            )
+            return cursor.rowcount == 1
+
     def has_questionnaire(self, participant_id: str) -> bool:
         with self._connect() as conn:
             return conn.execute("SELECT 1 FROM questionnaire WHERE participant_id = ?",
@@ -344,10 +361,11 @@ class RatingsStore:
                 "SELECT r.participant_id, r.page_index, r.item_id, r.condition, r.condition_id, r.role, r.score, "
                 "r.moved, r.position, p.submitted_utc, p.page_duration_s, r.played_s, r.slider_moves, "
                 "p.server_page_time_s, p.audio_fetched, q.user_agent, q.created_utc, q.finished_utc, "
-                "q.completion_code, a.answers_json FROM ratings r JOIN pages p "
+                "q.completion_code, a.answers_json, h.result_json FROM ratings r JOIN pages p "
                 "ON p.participant_id = r.participant_id AND p.page_index = r.page_index "
                 "JOIN participants q ON q.participant_id = r.participant_id "
                 "LEFT JOIN questionnaire a ON a.participant_id = r.participant_id "
+                "LEFT JOIN screenings h ON h.participant_id = r.participant_id AND h.name = 'huggins_pitch' "
                 "ORDER BY r.participant_id, r.page_index, r.position"
             ).fetchall()
 

@@ -30,6 +30,8 @@ def server(tmp_path_factory):
     pages.write_text(json.dumps({
         "consent": "I agree <b>not bold</b> & consent.",
         "instructions": ["First paragraph <img src=x onerror=alert(1)>.", "Second paragraph."],
+        "calibration": "Set a comfortable volume, then keep it.",
+        "headphone_check": {"trials": 2, "pass": 2, "required": True},
         "questionnaire": [{"id": "headphones", "label": "Which <i>headphones</i>?", "type": "choice",
                            "options": ["closed", "open", "none"]},
                           {"id": "comments", "label": "Comments", "type": "text"}],
@@ -44,6 +46,22 @@ def _shot(page, tmp_path, name):
     folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"))
+
+
+def _pass_setup_pages(page):
+    """Volume calibration (play, stop, continue) and the Huggins-pitch headphone check (answered right)."""
+    page.wait_for_selector("#screen-calibration:not([hidden])")
+    assert page.inner_text("#calibration-text") == "Set a comfortable volume, then keep it."
+    page.click("#calibration-play")
+    page.wait_for_timeout(200)
+    page.click("#calibration-play")
+    page.click("#calibration-done")
+    page.wait_for_selector("#screen-headphones:not([hidden])")
+    for _ in range(2):
+        page.click("#huggins-play")
+        page.wait_for_selector(".huggins-answer:not([disabled])", timeout=10_000)
+        target = page.evaluate("window.mushra.huggins.target")
+        page.click(f".huggins-answer[data-answer='{target}']")
 
 
 def _rate_page(page, state_check=True):
@@ -90,6 +108,7 @@ def test_whole_test_in_chromium(server, tmp_path):
             page.check("#consent")
             _shot(page, tmp_path, "mushra-welcome")
             page.click("#start")  # the gesture
+            _pass_setup_pages(page)
             page.wait_for_selector("#screen-trial:not([hidden])")
             assert page.evaluate("window.mushra.ctx.state") == "running"
             assert page.is_visible("#training-banner")
@@ -181,6 +200,7 @@ def test_whole_test_in_chromium(server, tmp_path):
             phone.wait_for_selector("#screen-welcome:not([hidden])")
             phone.check("#consent")
             phone.click("#start")
+            _pass_setup_pages(phone)
             phone.wait_for_selector("#screen-trial:not([hidden])")
             phone.click("#ref-button")
             _rate_page(phone, state_check=False)
@@ -203,6 +223,9 @@ def test_whole_test_in_chromium(server, tmp_path):
         fetched = conn.execute("SELECT audio_fetched FROM pages WHERE participant_id = ?", (first_pid,)).fetchall()
         assert code in {r[0] for r in conn.execute("SELECT completion_code FROM participants")}
         answers = json.loads(conn.execute("SELECT answers_json FROM questionnaire").fetchone()[0])
+        check = json.loads(conn.execute("SELECT result_json FROM screenings WHERE participant_id = ?",
+                                        (first_pid,)).fetchone()[0])
+        assert check == {"name": "huggins_pitch", "correct": 2, "trials": 2, "passed": True}
         assert answers == {"headphones": "closed", "comments": "<script>alert(1)</script> fine"}
     conn.close()
     # the page's behaviour record: every stimulus was heard (it was selected while playing) and graded by keys

@@ -228,3 +228,33 @@ def test_pages_file_and_questionnaire(bundle, tmp_path):
         assert client.post(url, json={"answers": {"hp": "yes", "comments": "<b>hi</b>"}}).json() == {"status": "stored"}
         assert client.post(url, json={"answers": {"hp": "no"}}).status_code == 409  # first answers kept
         assert client.get(f"/api/participants/{session['participant_id']}").json()["questionnaire_done"] is True
+
+
+def test_headphone_check_config_and_result(bundle, tmp_path):
+    import json
+
+    from codecbench.bench.errors import ConfigError
+    from codecbench.listening_test.server import load_pages
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"headphone_check": {"trials": 3, "pass": 4}}))
+    with pytest.raises(ConfigError, match="'headphone_check' must be"):
+        load_pages(bad)
+    good = tmp_path / "pages.json"
+    good.write_text(json.dumps({"headphone_check": {"trials": 6, "pass": 5}, "calibration": "Set the volume."}))
+    pages = load_pages(good)
+    assert pages["headphone_check"] == {"trials": 6, "pass": 5, "required": False}
+    with _client(bundle, tmp_path, pages=pages) as client:
+        session = _start(client).json()
+        pid = session["participant_id"]
+        url = f"/api/participants/{pid}/screening"
+        assert client.post(url, json={"name": "huggins_pitch", "correct": 7, "trials": 6, "passed": True}).status_code == 422
+        assert client.post(url, json={"name": "huggins_pitch", "correct": 4, "trials": 6, "passed": False}).json() == {
+            "status": "stored"}
+        assert client.post(url, json={"name": "huggins_pitch", "correct": 6, "trials": 6, "passed": True}).json() == {
+            "status": "duplicate"}  # the first result is kept
+        page = session["pages"][1]
+        listen(client, page)
+        client.post(f"/api/participants/{pid}/pages/1", json=full_page(page)).raise_for_status()
+        frame = client.store.ratings_frame()
+    assert json.loads(frame["headphone_check_json"].iloc[0])["correct"] == 4

@@ -232,6 +232,84 @@ async function start() {
   if (created.status !== 200) return fail(created.data.detail || "Could not start the test.");
   state.session = created.data;
   localStorage.setItem(storageKey(), state.session.participant_id);
+  const pages = state.test.pages || {};
+  if (pages.calibration) return calibration();
+  if (pages.headphone_check) return headphoneCheck();
+  await nextPage();
+}
+
+// Volume calibration: loop the training page's reference; the participant sets a comfortable level once.
+async function calibration() {
+  $("calibration-text").textContent = state.test.pages.calibration;
+  show("screen-loading");
+  const response = await fetch(state.session.pages[0].reference);
+  if (!response.ok) return fail(`audio: HTTP ${response.status}`);
+  state.calibrationBuffer = await state.ctx.decodeAudioData(await response.arrayBuffer());
+  show("screen-calibration");
+}
+function toggleCalibration() {
+  if (state.calibrationSource) { state.calibrationSource.stop(); state.calibrationSource = null; $("calibration-play").textContent = "Play"; return; }
+  const src = state.ctx.createBufferSource();
+  src.buffer = state.calibrationBuffer; src.loop = true; src.connect(state.ctx.destination); src.start();
+  state.calibrationSource = src; $("calibration-play").textContent = "Stop";
+}
+async function calibrationDone() {
+  if (state.calibrationSource) toggleCalibration();
+  if (state.test.pages.headphone_check) return headphoneCheck();
+  await nextPage();
+}
+
+// Headphone screening: Huggins pitch (Milne et al. 2021). Three noise intervals; in one, a narrow band around
+// 600 Hz is phase-inverted in the right ear (right = noise - 2 * bandpass(noise)), which is heard as a faint tone
+// over headphones only. The participant says which interval had the tone.
+const HUGGINS_HZ = 600;
+function hugginsInterval(t0, withPitch) {
+  const ctx = state.ctx, seconds = 1.0, n = Math.round(ctx.sampleRate * seconds);
+  const buffer = ctx.createBuffer(1, n, ctx.sampleRate), x = buffer.getChannelData(0);
+  for (let i = 0; i < n; i++) x[i] = (Math.random() * 2 - 1) * 0.15;
+  const src = ctx.createBufferSource(); src.buffer = buffer;
+  const merger = ctx.createChannelMerger(2), env = ctx.createGain();
+  src.connect(merger, 0, 0); src.connect(merger, 0, 1);
+  if (withPitch) {
+    const band = ctx.createBiquadFilter(); band.type = "bandpass"; band.frequency.value = HUGGINS_HZ; band.Q.value = 16;
+    const minus2 = ctx.createGain(); minus2.gain.value = -2;
+    src.connect(band); band.connect(minus2); minus2.connect(merger, 0, 1);
+  }
+  merger.connect(env); env.connect(ctx.destination);
+  env.gain.setValueAtTime(0, t0);
+  env.gain.linearRampToValueAtTime(1, t0 + 0.02);
+  env.gain.setValueAtTime(1, t0 + seconds - 0.02);
+  env.gain.linearRampToValueAtTime(0, t0 + seconds);
+  src.start(t0); src.stop(t0 + seconds);
+}
+function headphoneCheck() {
+  const cfg = state.test.pages.headphone_check;
+  state.huggins = { trial: 0, correct: 0, trials: cfg.trials, pass: cfg.pass, answers: [] };
+  nextHugginsTrial();
+  show("screen-headphones");
+}
+function nextHugginsTrial() {
+  const h = state.huggins;
+  h.target = 1 + Math.floor(Math.random() * 3);
+  $("huggins-progress").textContent = `Trial ${h.trial + 1} of ${h.trials}`;
+  for (const b of document.querySelectorAll(".huggins-answer")) b.disabled = true;
+}
+function playHuggins() {
+  const h = state.huggins, t = state.ctx.currentTime + 0.1;
+  for (let k = 1; k <= 3; k++) hugginsInterval(t + (k - 1) * 1.4, k === h.target);
+  setTimeout(() => { for (const b of document.querySelectorAll(".huggins-answer")) b.disabled = false; }, 4000);
+}
+async function answerHuggins(k) {
+  const h = state.huggins;
+  h.answers.push({ target: h.target, answer: k });
+  if (k === h.target) h.correct += 1;
+  h.trial += 1;
+  if (h.trial < h.trials) return nextHugginsTrial();
+  const passed = h.correct >= h.pass;
+  await api("POST", `api/participants/${state.session.participant_id}/screening`,
+    { name: "huggins_pitch", correct: h.correct, trials: h.trials, passed });
+  if (!passed && state.test.pages.headphone_check.required)
+    return fail(`This test needs headphones: ${h.correct} of ${h.trials} headphone checks were right (${h.pass} needed).`);
   await nextPage();
 }
 
@@ -504,6 +582,10 @@ $("consent").addEventListener("change", () => { $("start").disabled = !$("consen
 $("start").addEventListener("click", () => start().catch((e) => fail(e.message)));
 $("send-questions").addEventListener("click", (event) => { event.preventDefault(); sendQuestions().catch((e) => fail(e.message)); });
 waveformDrag();
+$("calibration-play").addEventListener("click", toggleCalibration);
+$("calibration-done").addEventListener("click", () => calibrationDone().catch((e) => fail(e.message)));
+$("huggins-play").addEventListener("click", playHuggins);
+for (const b of document.querySelectorAll(".huggins-answer")) b.addEventListener("click", () => answerHuggins(Number(b.dataset.answer)).catch((e) => fail(e.message)));
 $("resume").addEventListener("click", () => resume().catch((e) => fail(e.message)));
 $("retry").addEventListener("click", () => location.reload());
 $("ref-button").addEventListener("click", () => choose("ref"));
