@@ -258,3 +258,36 @@ def test_headphone_check_config_and_result(bundle, tmp_path):
         client.post(f"/api/participants/{pid}/pages/1", json=full_page(page)).raise_for_status()
         frame = client.store.ratings_frame()
     assert json.loads(frame["headphone_check_json"].iloc[0])["correct"] == 4
+
+
+def test_schema_1_database_is_upgraded_in_place(tmp_path):
+    """A database written by schema version 1 (the columns before behaviour records) keeps its grades and gains
+    the new columns."""
+    import sqlite3
+
+    from codecbench.listening_test.store import SCHEMA_VERSION, RatingsStore
+
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            CREATE TABLE participants (participant_id TEXT PRIMARY KEY, created_utc TEXT NOT NULL, seed INTEGER NOT NULL,
+                plan_json TEXT NOT NULL, user_agent TEXT NOT NULL DEFAULT '', completion_code TEXT, finished_utc TEXT);
+            CREATE TABLE pages (participant_id TEXT NOT NULL, page_index INTEGER NOT NULL, item_id TEXT NOT NULL,
+                is_training INTEGER NOT NULL, submitted_utc TEXT NOT NULL, payload_sha256 TEXT NOT NULL,
+                page_duration_s REAL, PRIMARY KEY (participant_id, page_index));
+            CREATE TABLE ratings (participant_id TEXT NOT NULL, page_index INTEGER NOT NULL, item_id TEXT NOT NULL,
+                condition_id TEXT NOT NULL, condition TEXT NOT NULL, role TEXT NOT NULL, score INTEGER NOT NULL,
+                moved INTEGER NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (participant_id, page_index, condition_id));
+            INSERT INTO participants VALUES ('p-old-participant-0001', 't', 1, '[]', 'ua', 'CB-OLD', 't2');
+            INSERT INTO pages VALUES ('p-old-participant-0001', 1, 'i', 0, 't', 'd', 3.0);
+            INSERT INTO ratings VALUES ('p-old-participant-0001', 1, 'i', 's1', 'opus', 'test', 55, 1, 0);
+        """)
+    conn.close()
+    frame = RatingsStore(db).ratings_frame()
+    assert list(frame["score"]) == [55] and list(frame["completion_code"]) == ["CB-OLD"]
+    assert frame["played_s"].isna().all()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
