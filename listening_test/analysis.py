@@ -3,15 +3,25 @@
 Post-screening (BS.1534-3, section 4.1.2), applied exactly: an assessor is excluded if they rate
 
 - the hidden reference below 90 on more than 15 % of the items they rated, or
-- the mid-range (7 kHz) anchor above 90 on more than 15 % of the items, counting only items on which at most 25 %
-  of all assessors rate that anchor above 90 (items above 25 % are not used for the anchor rule).
+- the mid-range (7 kHz) anchor above 90 on more than 15 % of the items they rated, where a high anchor grade on an
+  item on which more than 25 % of all assessors rate that anchor above 90 does not count against anyone. The
+  exemption removes such items from the numerator only: the denominator stays every item the assessor graded the
+  anchor on (3 high grades on 20 items is 15 %, kept, whether or not 2 of the 20 items are exempt).
 
-Statistics over the kept assessors (every number is over individual grades, one per assessor x item x condition):
-mean with a 95 % percentile-bootstrap CI (:func:`codecbench.bench.core.stats.bootstrap_ci`), median, quartiles and IQR,
-per condition and per item x condition. Pairwise comparisons on grades paired by (assessor, item): Wilcoxon
+Behaviour screening (codecbench's rule, not BS.1534-3's; applied first, when the ratings carry the page's behaviour
+record ``played_s``, as codecbench exports do): an item counts as *not listened* for an assessor when some stimulus
+they graded on it was played for less than ``min_played_s`` (default 1 s); an assessor with more than 15 % of their
+recorded items not listened is excluded before the BS.1534-3 rules run, so that non-listening raters (bots grading
+everything 100) cannot push items over the 25 % anchor exemption for everyone else.
+
+Statistics over the kept assessors: mean with a 95 % **cluster** bootstrap CI that resamples assessors (all grades of
+a drawn assessor together), since one assessor's grades are not independent; median, quartiles and IQR over the
+individual grades; per condition and per item x condition (one grade per assessor there, so the cluster bootstrap is
+the ordinary one). A CI over fewer than ``min_assessors`` (default 10) assessors is flagged (``ci_warning``) and
+warned about (:class:`FewAssessorsWarning`). Pairwise comparisons on grades paired by (assessor, item): Wilcoxon
 signed-rank (scipy, two-sided) and the paired permutation (randomisation) test of the mean difference
 (BS.1534-3 Attachment 3: exact sign-flip enumeration up to 16 pairs, else ``n_resamples`` Monte-Carlo draws),
-each with Holm's correction over all pairs.
+each with Holm's correction over all pairs; the CI of the mean difference is a cluster bootstrap over assessors.
 
 Ratings frame columns: ``participant_id``, ``item_id``, ``condition``, ``score`` (0-100).
 """
@@ -22,12 +32,13 @@ import itertools
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from codecbench.bench.core.errors import CodecbenchError
-from codecbench.bench.core.stats import bootstrap_ci, paired_bootstrap_ci
+from codecbench.bench.core.stats import bootstrap_ci
 
 REQUIRED_COLUMNS = ("participant_id", "item_id", "condition", "score")
 REFERENCE_THRESHOLD = 90  # hidden reference graded below this counts against the assessor
@@ -35,6 +46,12 @@ ANCHOR_THRESHOLD = 90  # mid-range anchor graded above this counts against the a
 MAX_ITEM_FRACTION = 0.15  # more than this fraction of items -> excluded
 ANCHOR_ITEM_FRACTION = 0.25  # items where more than this fraction of assessors grade the anchor > 90: not used
 EXACT_PERMUTATION_MAX_PAIRS = 16
+MIN_ASSESSORS = 10  # a CI over fewer assessors is flagged and warned about
+MIN_PLAYED_S = 1.0  # behaviour rule: a stimulus played for less than this was not listened to
+
+
+class FewAssessorsWarning(UserWarning):
+    """A confidence interval rests on fewer assessors than ``min_assessors``."""
 
 
 class AnalysisError(CodecbenchError):
@@ -104,6 +121,9 @@ class AssessorScreening:
     anchor_fraction: float
     excluded: bool
     reason: str
+    behaviour_items_recorded: int = 0
+    behaviour_items_not_listened: int = 0
+    behaviour_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -116,37 +136,73 @@ class Screening:
     excluded: tuple[str, ...] = field(default=())
 
 
-def post_screen(ratings, *, reference: str = "reference", anchor: str = "lowpass_7k") -> Screening:
-    """Apply the BS.1534-3 post-screening rules (module docstring) to ``ratings``; nothing is averaged here."""
+def behaviour_flags(ratings, min_played_s: float = MIN_PLAYED_S) -> dict[str, tuple[int, int]]:
+    """Per assessor: (items with a behaviour record, items on which some graded stimulus was played for less than
+    ``min_played_s``). Empty when the ratings have no ``played_s`` record."""
+    if "played_s" not in ratings.columns or ratings["played_s"].isna().all():
+        return {}
+    recorded = ratings[ratings["played_s"].notna()]
+    short = recorded.assign(short=recorded["played_s"].astype(float) < min_played_s)
+    per_item = short.groupby(["participant_id", "item_id"])["short"].any().reset_index()
+    out = {}
+    for pid, group in per_item.groupby("participant_id"):
+        out[str(pid)] = (len(group), int(group["short"].sum()))
+    return out
+
+
+def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "lowpass_7k",
+                trials_per_assessor: int | None = None, behaviour: bool = True,
+                min_played_s: float = MIN_PLAYED_S) -> Screening:
+    """Apply the BS.1534-3 post-screening rules (module docstring) to ``ratings``; nothing is averaged here.
+
+    ``anchor=None`` applies the hidden-reference rule only. ``trials_per_assessor``: when ``ratings`` is a subset of a test in which every assessor rated this many trials,
+    the fractions are taken over that many trials (e.g. 8 for a test where each assessor rated 8 of 16 signals)
+    instead of the trials present in ``ratings``.
+    """
+    if trials_per_assessor is not None and trials_per_assessor < 1:
+        raise AnalysisError(f"trials_per_assessor must be >= 1, got {trials_per_assessor}")
     conditions = set(ratings["condition"])
     if reference not in conditions:
         raise AnalysisError(f"hidden reference condition '{reference}' not in the ratings; conditions: {sorted(conditions)}")
-    if anchor not in conditions:
+    if anchor is not None and anchor not in conditions:
         raise AnalysisError(f"anchor condition '{anchor}' not in the ratings; conditions: {sorted(conditions)}")
+    flags = behaviour_flags(ratings, min_played_s) if behaviour else {}
+    not_listening = {pid for pid, (n, bad) in flags.items() if n and bad / n > MAX_ITEM_FRACTION}
+    listening = ratings[~ratings["participant_id"].astype(str).isin(not_listening)]
     ref = ratings[ratings["condition"] == reference]
     anc = ratings[ratings["condition"] == anchor]
-    n_assessors = ratings.groupby("item_id")["participant_id"].nunique()
-    anchor_high_share = (anc.assign(high=anc["score"] > ANCHOR_THRESHOLD).groupby("item_id")["high"].sum()
-                         / n_assessors.reindex(anc["item_id"].unique()))
+    # the anchor exemption is decided among the assessors who listened (bots must not exempt items for everyone)
+    anc_listening = listening[listening["condition"] == anchor]
+    n_assessors = listening.groupby("item_id")["participant_id"].nunique()
+    anchor_high_share = (anc_listening.assign(high=anc_listening["score"] > ANCHOR_THRESHOLD)
+                         .groupby("item_id")["high"].sum() / n_assessors.reindex(anc_listening["item_id"].unique()))
     not_used = sorted(anchor_high_share[anchor_high_share > ANCHOR_ITEM_FRACTION].index)
     records = []
     for pid in sorted(ratings["participant_id"].unique()):
         mine_ref = ref[ref["participant_id"] == pid]
-        mine_anc = anc[(anc["participant_id"] == pid) & ~anc["item_id"].isin(not_used)]
+        mine_anc = anc[anc["participant_id"] == pid]
         n_items = int(ratings[ratings["participant_id"] == pid]["item_id"].nunique())
         ref_low = int((mine_ref["score"] < REFERENCE_THRESHOLD).sum())
-        ref_frac = ref_low / len(mine_ref) if len(mine_ref) else 0.0
-        anc_high = int((mine_anc["score"] > ANCHOR_THRESHOLD).sum())
-        anc_frac = anc_high / len(mine_anc) if len(mine_anc) else 0.0
+        n_ref = trials_per_assessor or len(mine_ref)
+        ref_frac = ref_low / n_ref if n_ref else 0.0
+        # the exemption removes exempt items from the numerator only (BS.1534-3 4.1.2; see the module docstring)
+        anc_high = int(((mine_anc["score"] > ANCHOR_THRESHOLD) & ~mine_anc["item_id"].isin(not_used)).sum())
+        n_anc = (trials_per_assessor or len(mine_anc)) if anchor is not None else 0
+        anc_frac = anc_high / n_anc if n_anc else 0.0
         reasons = []
+        n_recorded, n_short = flags.get(str(pid), (0, 0))
+        behaviour_frac = n_short / n_recorded if n_recorded else 0.0
+        if str(pid) in not_listening:
+            reasons.append(f"did not listen: a stimulus played < {min_played_s:g} s on {n_short} of {n_recorded} "
+                           f"items ({100 * behaviour_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
         if ref_frac > MAX_ITEM_FRACTION:
-            reasons.append(f"hidden reference below {REFERENCE_THRESHOLD} on {ref_low} of {len(mine_ref)} items "
+            reasons.append(f"hidden reference below {REFERENCE_THRESHOLD} on {ref_low} of {n_ref} items "
                            f"({100 * ref_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
         if anc_frac > MAX_ITEM_FRACTION:
-            reasons.append(f"{anchor} above {ANCHOR_THRESHOLD} on {anc_high} of {len(mine_anc)} counted items "
-                           f"({100 * anc_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
-        records.append(AssessorScreening(str(pid), n_items, ref_low, ref_frac, len(mine_anc), anc_high, anc_frac,
-                                         bool(reasons), "; ".join(reasons)))
+            reasons.append(f"{anchor} above {ANCHOR_THRESHOLD} on {anc_high} of {n_anc} items, exempt items not "
+                           f"counted against ({100 * anc_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
+        records.append(AssessorScreening(str(pid), n_items, ref_low, ref_frac, n_anc, anc_high, anc_frac,
+                                         bool(reasons), "; ".join(reasons), n_recorded, n_short, behaviour_frac))
     return Screening(
         assessors=tuple(records), anchor_items_not_used=tuple(not_used), reference=reference, anchor=anchor,
         kept=tuple(r.participant_id for r in records if not r.excluded),
@@ -159,22 +215,65 @@ def post_screen(ratings, *, reference: str = "reference", anchor: str = "lowpass
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def describe(scores: np.ndarray, *, n_resamples: int = 10_000, seed: int = 0, confidence: float = 0.95) -> dict:
-    """Mean with percentile-bootstrap CI, median, quartiles and IQR of ``scores`` [N]."""
+def cluster_bootstrap_ci(values, clusters, *, n_resamples: int = 10_000, seed: int = 0,
+                         confidence: float = 0.95) -> tuple[float, float, float]:
+    """Percentile CI of the grand mean of ``values`` [N] resampling whole ``clusters`` [N] (assessors) with
+    replacement; each draw's mean is sum(values of drawn clusters) / count. Returns (mean, low, high)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise AnalysisError("bootstrap of an empty sample")
+    _, inverse = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
+    sums = np.bincount(inverse, weights=values)
+    counts = np.bincount(inverse).astype(np.float64)
+    estimate = float(values.mean())
+    k = sums.size
+    if k == 1:
+        return estimate, estimate, estimate
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, 1000):
+        stop = min(start + 1000, n_resamples)
+        idx = rng.integers(0, k, size=(stop - start, k))
+        means[start:stop] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return estimate, float(low), float(high)
+
+
+def describe(scores: np.ndarray, *, assessors=None, n_resamples: int = 10_000, seed: int = 0,
+             confidence: float = 0.95, min_assessors: int = MIN_ASSESSORS) -> dict:
+    """Mean with a 95 % CI, median, quartiles and IQR of ``scores`` [N].
+
+    With ``assessors`` [N] the CI is the cluster bootstrap over assessors, else the percentile bootstrap over the
+    grades (each grade one assessor). ``ci_warning`` is set when the CI rests on fewer than ``min_assessors``.
+    """
     scores = np.asarray(scores, dtype=np.float64)
-    ci = bootstrap_ci(scores, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    if assessors is None:
+        ci = bootstrap_ci(scores, n_resamples=n_resamples, seed=seed, confidence=confidence)
+        mean, low, high, n_assessors = ci.estimate, ci.low, ci.high, int(scores.size)
+    else:
+        mean, low, high = cluster_bootstrap_ci(scores, assessors, n_resamples=n_resamples, seed=seed,
+                                               confidence=confidence)
+        n_assessors = int(np.unique(np.asarray(assessors).astype(str)).size)
     q25, median, q75 = np.percentile(scores, [25, 50, 75])
-    return {"n": int(scores.size), "mean": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
-            "median": float(median), "q25": float(q25), "q75": float(q75), "iqr": float(q75 - q25)}
+    warning = (f"CI over {n_assessors} assessor(s) < {min_assessors}: too few for a reliable interval"
+               if n_assessors < min_assessors else "")
+    return {"n": int(scores.size), "n_assessors": n_assessors, "mean": mean, "ci_low": low, "ci_high": high,
+            "median": float(median), "q25": float(q25), "q75": float(q75), "iqr": float(q75 - q25),
+            "ci_warning": warning}
 
 
-def summarise(ratings, by: list[str], *, n_resamples: int = 10_000, seed: int = 0):
+def summarise(ratings, by: list[str], *, n_resamples: int = 10_000, seed: int = 0,
+              min_assessors: int = MIN_ASSESSORS):
+    """Per group of ``by``: :func:`describe` with the CI clustered by assessor."""
     import pandas as pd
 
     rows = []
     for key, group in ratings.groupby(by, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), **describe(group["score"].to_numpy(), n_resamples=n_resamples, seed=seed)})
+        rows.append({**dict(zip(by, key)), **describe(
+            group["score"].to_numpy(), assessors=group["participant_id"].to_numpy(), n_resamples=n_resamples,
+            seed=seed, min_assessors=min_assessors)})
     return pd.DataFrame(rows)
 
 
@@ -227,14 +326,15 @@ def pairwise_tests(ratings, *, n_resamples: int = 10_000, seed: int = 0):
         d = (pair[a] - pair[b]).to_numpy()
         if d.size == 0:
             continue
-        ci = paired_bootstrap_ci(pair[a].to_numpy(), pair[b].to_numpy(), n_resamples=n_resamples, seed=seed)
+        _, ci_low, ci_high = cluster_bootstrap_ci(d, pair.index.get_level_values("participant_id").to_numpy(),
+                                                  n_resamples=n_resamples, seed=seed)
         if np.all(d == 0):
             w_stat, w_p = 0.0, 1.0
         else:
             result = stats.wilcoxon(pair[a], pair[b], zero_method="wilcox", alternative="two-sided")
             w_stat, w_p = float(result.statistic), float(result.pvalue)
         rows.append({"condition_a": a, "condition_b": b, "n_pairs": int(d.size), "mean_difference": float(d.mean()),
-                     "difference_ci_low": ci.low, "difference_ci_high": ci.high, "wilcoxon_statistic": w_stat,
+                     "difference_ci_low": ci_low, "difference_ci_high": ci_high, "wilcoxon_statistic": w_stat,
                      "wilcoxon_p": w_p, "permutation_p": permutation_test(d, n_resamples=n_resamples, seed=seed)})
     frame = pd.DataFrame(rows)
     if not frame.empty:
@@ -263,9 +363,10 @@ class AnalysisResult:
             if a.excluded:
                 lines.append(f"  excluded {a.participant_id}: {a.reason}")
         if s.anchor_items_not_used:
-            lines.append(f"items not used for the anchor rule (> 25 % of assessors rate {s.anchor} above 90): "
-                         f"{', '.join(s.anchor_items_not_used)}")
+            lines.append(f"items exempt from the anchor rule (> 25 % of assessors rate {s.anchor} above 90; a high "
+                         f"anchor grade there counts against no one): {', '.join(s.anchor_items_not_used)}")
         lines.append(markdown_table(self.conditions))
+        lines += [f"WARNING {c}: {w}" for c, w in zip(self.conditions["condition"], self.conditions["ci_warning"]) if w]
         return "\n".join(lines)
 
 
@@ -275,6 +376,57 @@ def markdown_table(conditions) -> str:
         lines.append(f"| {r.condition} | {r.n} | {r.mean:.1f} | [{r.ci_low:.1f}, {r.ci_high:.1f}] | {r.median:.1f} "
                      f"| {r.iqr:.1f} |")
     return "\n".join(lines)
+
+
+def _html_table(frame, columns: list[str]) -> str:
+    import html
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(getattr(r, c))}</td>" for c in columns) + "</tr>"
+                   for r in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_report(screening: Screening, conditions, pairwise, out_dir: Path) -> str:
+    """The researcher's results page: one self-contained HTML file (plots embedded; every text escaped)."""
+    import base64
+    import html
+
+    import pandas as pd
+
+    kept, total = len(screening.kept), len(screening.assessors)
+    screening_frame = pd.DataFrame([asdict(a) for a in screening.assessors])
+    warnings_html = "".join(f"<p class='warn'>WARNING {html.escape(str(c))}: {html.escape(w)}</p>"
+                            for c, w in zip(conditions["condition"], conditions["ci_warning"]) if w)
+    images = ""
+    for name in ("mushra_means", "mushra_box"):
+        png = out_dir / "plots" / f"{name}.png"
+        if png.is_file():
+            images += f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
+    exempt = ", ".join(html.escape(i) for i in screening.anchor_items_not_used) or "none"
+    pair_cols = ["condition_a", "condition_b", "n_pairs", "mean_difference", "difference_ci_low",
+                 "difference_ci_high", "wilcoxon_p_holm", "permutation_p_holm"]
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>MUSHRA results</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:20px auto;padding:0 12px;color:#222}}
+table{{border-collapse:collapse;margin:8px 0 18px;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:3px 7px;
+text-align:right}}th{{background:#f0f2f5}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}
+.warn{{color:#a00}}</style></head><body>
+<h1>MUSHRA results</h1>
+<p>{total} assessors before post-screening, {kept} after. Items exempt from the anchor rule: {exempt}.
+CIs: 95 % cluster bootstrap over assessors.</p>{warnings_html}
+<h2>Conditions</h2>{_html_table(conditions, ["condition", "n", "n_assessors", "mean", "ci_low", "ci_high",
+                                            "median", "iqr"])}
+{images}
+<h2>Post-screening (every assessor)</h2>{_html_table(screening_frame, ["participant_id", "n_items",
+    "reference_below_90", "anchor_above_90", "behaviour_items_not_listened", "excluded", "reason"])}
+<h2>Pairwise tests (Holm-corrected)</h2>{_html_table(pairwise, pair_cols) if not pairwise.empty else "<p>none</p>"}
+</body></html>
+"""
 
 
 def latex_table(conditions) -> str:
@@ -320,7 +472,7 @@ def plot(ratings, conditions, out_dir: Path, order: list[str], n_assessors: int)
     err = np.vstack([means - by_name.loc[order, "ci_low"].to_numpy(), by_name.loc[order, "ci_high"].to_numpy() - means])
     ax.errorbar(x, means, yerr=err, fmt="o", capsize=4, color="black")
     ax.set_xticks(x, order, rotation=30, ha="right")
-    _style(ax, "Mean MUSHRA grade with 95 % bootstrap CI")
+    _style(ax, "Mean MUSHRA grade with 95 % CI (bootstrap over assessors)")
     files += _save(fig, out_dir / "plots" / "mushra_means")
     return files
 
@@ -355,22 +507,36 @@ def analyze(
     anchor: str = "lowpass_7k",
     n_resamples: int = 10_000,
     seed: int = 0,
+    min_assessors: int = MIN_ASSESSORS,
+    trials_per_assessor: int | None = None,
+    behaviour: bool = True,
+    min_played_s: float = MIN_PLAYED_S,
 ) -> AnalysisResult:
     """Load ratings, post-screen, summarise, test and plot; writes CSV/Markdown/LaTeX/JSON/PNG/PDF to ``out_dir``."""
     ratings = load_ratings(ratings_path)
-    return analyze_frame(ratings, out_dir, reference=reference, anchor=anchor, n_resamples=n_resamples, seed=seed)
+    return analyze_frame(ratings, out_dir, reference=reference, anchor=anchor, n_resamples=n_resamples, seed=seed,
+                         min_assessors=min_assessors, trials_per_assessor=trials_per_assessor, behaviour=behaviour,
+                         min_played_s=min_played_s)
 
 
-def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k", n_resamples=10_000, seed=0):
+def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k", n_resamples=10_000, seed=0,
+                  min_assessors: int = MIN_ASSESSORS, trials_per_assessor: int | None = None,
+                  behaviour: bool = True, min_played_s: float = MIN_PLAYED_S):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ratings = check_ratings(ratings)
-    screening = post_screen(ratings, reference=reference, anchor=anchor)
+    screening = post_screen(ratings, reference=reference, anchor=anchor, trials_per_assessor=trials_per_assessor,
+                            behaviour=behaviour, min_played_s=min_played_s)
     if not screening.kept:
         raise AnalysisError(f"post-screening excluded all {len(screening.assessors)} assessors; nothing to analyse")
     kept = ratings[ratings["participant_id"].astype(str).isin(screening.kept)]
-    conditions = summarise(kept, ["condition"], n_resamples=n_resamples, seed=seed)
-    items = summarise(kept, ["item_id", "condition"], n_resamples=n_resamples, seed=seed)
+    conditions = summarise(kept, ["condition"], n_resamples=n_resamples, seed=seed, min_assessors=min_assessors)
+    items = summarise(kept, ["item_id", "condition"], n_resamples=n_resamples, seed=seed, min_assessors=min_assessors)
+    flagged = conditions[conditions["ci_warning"] != ""]
+    if not flagged.empty:
+        warnings.warn(f"{len(flagged)} condition CI(s) rest on fewer than {min_assessors} assessors "
+                      f"(e.g. {flagged['condition'].iloc[0]}: {flagged['n_assessors'].iloc[0]}); "
+                      "see ci_warning in conditions.csv", FewAssessorsWarning, stacklevel=2)
     pairwise = pairwise_tests(kept, n_resamples=n_resamples, seed=seed)
     order = _order(conditions, reference, anchor)
     conditions = conditions.set_index("condition").loc[order].reset_index()
@@ -393,12 +559,16 @@ def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k
         "anchor_items_not_used": list(screening.anchor_items_not_used),
         "rules": {"reference": reference, "anchor": anchor, "reference_below": REFERENCE_THRESHOLD,
                   "anchor_above": ANCHOR_THRESHOLD, "max_item_fraction": MAX_ITEM_FRACTION,
-                  "anchor_item_fraction": ANCHOR_ITEM_FRACTION},
-        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95},
+                  "anchor_item_fraction": ANCHOR_ITEM_FRACTION, "trials_per_assessor": trials_per_assessor,
+                  "behaviour_rule": behaviour, "min_played_s": min_played_s},
+        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95, "clustered_by": "assessor",
+                      "min_assessors": min_assessors},
         "conditions": json.loads(conditions.to_json(orient="records")),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     files += [str(out_dir / n) for n in ("table.md", "table.tex", "summary.json")]
     files += plot(kept, conditions, out_dir, order, len(screening.kept))
+    (out_dir / "report.html").write_text(html_report(screening, conditions, pairwise, out_dir))
+    files.append(str(out_dir / "report.html"))
     assert not any(math.isnan(v) for v in conditions["mean"])
     return AnalysisResult(screening, conditions, items, pairwise, files)

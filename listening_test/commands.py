@@ -39,6 +39,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="proxies trusted for X-Forwarded-*")
     serve.add_argument("--admin-token-file", type=Path,
                        help=f"file holding the export token (else ${ADMIN_TOKEN_ENV}, else one is generated)")
+    serve.add_argument("--max-participants", type=int, default=100_000, help="participants accepted in all")
+    serve.add_argument("--participants-per-minute", type=int, default=120,
+                       help="new participants per minute, all clients together (429 beyond)")
+    serve.add_argument("--participants-per-minute-per-client", type=int, default=10,
+                       help="new participants per minute from one client address (429 beyond)")
+    serve.add_argument("--min-page-time-s", type=float, default=0.0,
+                       help="refuse a page submitted sooner than this after its first audio delivery")
+    serve.add_argument("--min-listening-s", type=float, default=0.0,
+                       help="refuse a page on which the page reports less listening (all signals together)")
+    serve.add_argument("--allow-origin", action="append", default=[],
+                       help="extra origin (https://host) allowed to create participants; repeatable")
+    serve.add_argument("--pages", type=Path,
+                       help="JSON file: consent text, instructions, end questionnaire (docs/listening-test.md)")
     serve.set_defaults(func=_serve)
 
     analyze = sub.add_parser("analyze", help="BS.1534-3 post-screening, statistics, plots and tables")
@@ -48,6 +61,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     analyze.add_argument("--anchor", default="lowpass_7k", help="condition name of the mid-range (7 kHz) anchor")
     analyze.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap and permutation resamples")
     analyze.add_argument("--seed", type=int, default=0, help="seed of bootstrap and permutation draws")
+    analyze.add_argument("--min-assessors", type=int, default=10,
+                         help="CIs over fewer assessors are flagged (ci_warning) and warned about")
+    analyze.add_argument("--trials-per-assessor", type=int,
+                         help="trials each assessor rated in the full test, when the ratings are a subset")
+    analyze.add_argument("--no-behaviour-rule", action="store_true",
+                         help="do not exclude assessors who did not listen (behaviour record played_s)")
+    analyze.add_argument("--min-played-s", type=float, default=1.0,
+                         help="behaviour rule: a stimulus played for less than this was not listened to")
     analyze.set_defaults(func=_analyze)
 
 
@@ -74,7 +95,12 @@ def _admin_token(args: argparse.Namespace, db: Path) -> str:
             raise ConfigError(f"--admin-token-file {args.admin_token_file}: token shorter than 16 characters")
         return token
     if os.environ.get(ADMIN_TOKEN_ENV):
-        return os.environ[ADMIN_TOKEN_ENV]
+        token = os.environ[ADMIN_TOKEN_ENV].strip()
+        if len(token) < 16:
+            from codecbench.bench.core.errors import ConfigError
+
+            raise ConfigError(f"${ADMIN_TOKEN_ENV}: token shorter than 16 characters ({len(token)})")
+        return token
     token_file = db.with_name(db.name + ".admin-token")
     if not token_file.is_file():
         token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -89,16 +115,31 @@ def _serve(args: argparse.Namespace) -> int:
     from codecbench.listening_test.server import serve
 
     db = args.db or args.bundle / "ratings.sqlite"
-    serve(args.bundle, db, host=args.host, port=args.port, admin_token=_admin_token(args, db),
-          root_path=args.root_path, forwarded_allow_ips=args.forwarded_allow_ips)
+    from codecbench.listening_test.server import ServerConfig, load_pages
+
+    config = ServerConfig(
+        bundle_dir=args.bundle, admin_token=_admin_token(args, db), max_participants=args.max_participants,
+        participants_per_minute=args.participants_per_minute,
+        participants_per_minute_per_client=args.participants_per_minute_per_client,
+        min_page_time_s=args.min_page_time_s, min_listening_s=args.min_listening_s,
+        allowed_origins=tuple(args.allow_origin), pages=load_pages(args.pages) if args.pages else None,
+    )
+    serve(args.bundle, db, host=args.host, port=args.port, admin_token=config.admin_token,
+          root_path=args.root_path, forwarded_allow_ips=args.forwarded_allow_ips, config=config)
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from codecbench.listening_test.analysis import analyze
+    import warnings
 
-    result = analyze(args.ratings, args.out, reference=args.reference, anchor=args.anchor,
-                     n_resamples=args.n_resamples, seed=args.seed)
+    from codecbench.listening_test.analysis import FewAssessorsWarning, analyze
+
+    with warnings.catch_warnings():  # the summary below prints one WARNING line per flagged CI
+        warnings.simplefilter("ignore", FewAssessorsWarning)
+        result = analyze(args.ratings, args.out, reference=args.reference, anchor=args.anchor,
+                         n_resamples=args.n_resamples, seed=args.seed, min_assessors=args.min_assessors,
+                         trials_per_assessor=args.trials_per_assessor, behaviour=not args.no_behaviour_rule,
+                         min_played_s=args.min_played_s)
     print(result.summary_text())
     print(f"tables and plots written to {args.out}")
     return 0

@@ -103,14 +103,16 @@ def free_port() -> int:
 class ServerProcess:
     """``codecbench mushra serve`` as a real uvicorn subprocess on 127.0.0.1 (killed by :meth:`kill` / :meth:`stop`)."""
 
-    def __init__(self, bundle: Path, db: Path, token: str = "t" * 32, port: int | None = None):
+    def __init__(self, bundle: Path, db: Path, token: str = "t" * 32, port: int | None = None,
+                 extra_args: tuple[str, ...] = ("--participants-per-minute", "100000",
+                                                "--participants-per-minute-per-client", "100000")):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, CODECBENCH_MUSHRA_ADMIN_TOKEN=token)
         self.log = open(db.with_suffix(".log"), "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "codecbench.bench.cli", "mushra", "serve", str(bundle), "--db", str(db),
-             "--host", "127.0.0.1", "--port", str(self.port)],
+             "--host", "127.0.0.1", "--port", str(self.port), *extra_args],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         self._wait_ready()
@@ -152,3 +154,11 @@ def full_page(page: dict, score_of=lambda i, sid: 100 if i == 0 else 40) -> dict
     """A valid submission for ``page`` (public page dict from the server): first stimulus 100, others 40."""
     return {"ratings": [{"stimulus_id": s["id"], "score": score_of(i, s["id"]), "moved": True}
                         for i, s in enumerate(page["stimuli"])], "page_duration_s": 12.5}
+
+
+def listen(client, page: dict, base: str = "") -> list:
+    """Fetch a page's audio as the page does (reference, then every stimulus); the responses. ``client`` is a
+    TestClient (``base`` "") or an httpx client (``base`` the server URL)."""
+    responses = [client.get(f"{base}/{page['reference']}")] + [client.get(f"{base}/{s['url']}") for s in page["stimuli"]]
+    assert all(r.status_code == 200 for r in responses), [r.status_code for r in responses]
+    return responses

@@ -33,3 +33,7 @@ def test_analyze_a_server_database(tmp_path, capsys):
     assert "assessors: 8 before post-screening, 6 after" in out
     assert "| codec_x | 60 | 63.2 |" in out
     assert (tmp_path / "out" / "plots" / "mushra_means.png").is_file()
+    assert "WARNING codec_x: CI over 6 assessor(s) < 10" in out  # 6 kept assessors, default minimum 10
+    assert main(["mushra", "analyze", str(tmp_path / "ratings.sqlite"), "--out", str(tmp_path / "out2"),
+                 "--n-resamples", "200", "--min-assessors", "6"]) == 0
+    assert "WARNING" not in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -27,11 +28,21 @@ def _scores(participant: int, page: int):
     return lambda i, sid: 100 if i == 0 else (participant * 7 + page * 13 + i) % 100
 
 
+def _audio_ids(conn) -> dict:
+    """(participant, page, bundle stimulus id) -> the participant's random audio id (what the page submits)."""
+    out = {}
+    for pid, plan_json in conn.execute("SELECT participant_id, plan_json FROM participants"):
+        for page in json.loads(plan_json):
+            out.update({(pid, page["index"], sid): aid for sid, aid in page["audio_ids"].items()})
+    return out
+
+
 def _participant(url: str, number: int, client) -> dict:
-    session = client.post(f"{url}/api/participants", json={}).raise_for_status().json()
+    session = client.post(f"{url}/api/participants", json={"consent": True}).raise_for_status().json()
     pid = session["participant_id"]
     sent = {}
     for page in session["pages"]:
+        client.get(f"{url}/{page['reference']}").raise_for_status()  # the server refuses pages without audio
         body = full_page(page, _scores(number, page["index"]))
         for _ in range(2):  # every page submitted twice: the retry must not duplicate
             r = client.post(f"{url}/api/participants/{pid}/pages/{page['index']}", json=body)
@@ -68,7 +79,9 @@ def test_concurrent_participants_every_rating_stored_exactly_once(bundle, tmp_pa
         assert conn.execute("SELECT COUNT(*) FROM participants").fetchone()[0] == N_PARTICIPANTS
         assert conn.execute("SELECT COUNT(*) FROM pages").fetchone()[0] == N_PARTICIPANTS * 3
         rows = conn.execute("SELECT participant_id, page_index, condition_id, score FROM ratings").fetchall()
+        to_audio_id = _audio_ids(conn)
     conn.close()
+    rows = [(p, page, to_audio_id[(p, page, sid)], score) for p, page, sid, score in rows]
     assert len(rows) == N_PARTICIPANTS * 2 * 6  # training grades are discarded
     stored = {(p, page, sid): score for p, page, sid, score in rows}
     assert len(stored) == len(rows)  # no (participant, page, stimulus) twice
@@ -88,10 +101,11 @@ def test_kill_9_mid_test_loses_no_acknowledged_page(bundle, tmp_path):
     def participant(number):
         with httpx.Client(timeout=5.0) as client:
             try:
-                session = client.post(f"{server.url}/api/participants", json={}).raise_for_status().json()
+                session = client.post(f"{server.url}/api/participants", json={"consent": True}).raise_for_status().json()
                 for page in session["pages"]:
                     if stop.is_set():
                         return
+                    client.get(f"{server.url}/{page['reference']}").raise_for_status()
                     body = full_page(page, _scores(number, page["index"]))
                     r = client.post(f"{server.url}/api/participants/{session['participant_id']}/pages/"
                                     f"{page['index']}", json=body)
@@ -123,7 +137,8 @@ def test_kill_9_mid_test_loses_no_acknowledged_page(bundle, tmp_path):
         restarted.stop()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        stored = {(p, page, sid): s for p, page, sid, s in
+        to_audio_id = _audio_ids(conn)
+        stored = {(p, page, to_audio_id[(p, page, sid)]): s for p, page, sid, s in
                   conn.execute("SELECT participant_id, page_index, condition_id, score FROM ratings")}
         pages = set(conn.execute("SELECT participant_id, page_index FROM pages").fetchall())
     conn.close()

@@ -8,7 +8,7 @@ import pytest
 from codecbench.listening_test.bundle import build_bundle
 from codecbench.listening_test.server import ServerConfig, create_app, make_plan
 from codecbench.listening_test.store import RatingsStore
-from mushra_support import full_page, write_run
+from mushra_support import full_page, listen, write_run
 
 TOKEN = "admin-token-0123456789"
 
@@ -30,7 +30,7 @@ def client(bundle, tmp_path):
 
 
 def _start(client):
-    response = client.post("/api/participants", json={})
+    response = client.post("/api/participants", json={"consent": True})
     assert response.status_code == 200
     return response.json()
 
@@ -41,10 +41,12 @@ def test_full_flow_resume_and_completion_code(client):
     assert len(pages) == 3 and pages[0]["training"] and not pages[1]["training"]
     assert client.post(f"/api/participants/{pid}/finish").status_code == 409
     for page in pages[:2]:
+        listen(client, page)
         r = client.post(f"/api/participants/{pid}/pages/{page['index']}", json=full_page(page))
         assert r.json() == {"status": "stored"}
     resumed = client.get(f"/api/participants/{pid}").json()
     assert resumed["done_pages"] == [0, 1] and resumed["pages"] == pages  # same seeded plan after a reload
+    listen(client, pages[2])
     client.post(f"/api/participants/{pid}/pages/2", json=full_page(pages[2]))
     code = client.post(f"/api/participants/{pid}/finish").json()["completion_code"]
     assert code.startswith("CB-") and client.post(f"/api/participants/{pid}/finish").json()["completion_code"] == code
@@ -60,6 +62,7 @@ def test_retry_is_idempotent_and_conflict_keeps_first(client):
     session = _start(client)
     pid, page = session["participant_id"], session["pages"][1]
     first = full_page(page)
+    listen(client, page)
     assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "stored"}
     assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "duplicate"}
     other = full_page(page, lambda i, sid: 100)
@@ -159,6 +162,7 @@ def test_served_files(client):
 def test_export_requires_token(client):
     session = _start(client)
     pid = session["participant_id"]
+    listen(client, session["pages"][1])
     client.post(f"/api/participants/{pid}/pages/1", json=full_page(session["pages"][1]))
     assert client.get("/api/admin/export.csv").status_code == 401
     assert client.get("/api/admin/export.parquet").status_code == 401
