@@ -77,11 +77,13 @@ class ClipSource:
         if rate == self.sample_rate_hz:
             data, _ = sf.read(name, start=int(start_s * rate), frames=length, dtype="float32", always_2d=True)
             return data.mean(axis=1)
-        # another rate: read only the crop's span (+ a margin for the resampling filter) at the native rate
-        margin = int(0.01 * rate) + 64
-        first = int(start_s * rate)
-        begin = max(0, first - margin)
-        native = int(math.ceil(length * rate / self.sample_rate_hz)) + 2 * margin
+        # another rate: read only the crop's span (+ a margin for the resampling filter) at the native rate,
+        # starting on a sample whose 48 kHz position is an integer, so the crop equals whole-file resampling
+        target = int(start_s * self.sample_rate_hz)
+        period = rate // math.gcd(rate, self.sample_rate_hz)  # native samples per whole number of output samples
+        margin = int(0.02 * rate) + 128
+        begin = max(0, (int(target * rate / self.sample_rate_hz) - margin) // period * period)
+        native = int(math.ceil(length * rate / self.sample_rate_hz)) + 2 * margin + period
         try:
             data, _ = sf.read(name, start=begin, frames=native, dtype="float32", always_2d=True)
             mono = torch.from_numpy(data.mean(axis=1))
@@ -89,7 +91,7 @@ class ClipSource:
             whole, _ = audio_ops.read(name)
             mono = torch.from_numpy(whole.mean(axis=0)[begin : begin + native])
         out = audio_ops.resample(mono, rate, self.sample_rate_hz).numpy()
-        skip = int(round((first - begin) * self.sample_rate_hz / rate))
+        skip = target - begin * self.sample_rate_hz // rate
         return out[skip : skip + length]
 
     def batch(self, batch_size: int, segment_samples: int, seed: int, step: int, rows: slice | None = None) -> Batch:
