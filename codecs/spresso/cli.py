@@ -4,6 +4,7 @@
     codecbench spresso pretrain-dit CONFIG --data DIR --ae AE.pt --out DIR
     codecbench spresso train-stage1 CONFIG --data DIR --ae AE.pt --dit DIT.pt --out DIR
     codecbench spresso prepare-data SRC_DIR --out DIR
+    codecbench spresso embed-captions DATA_DIR --captions CAPTIONS.csv [--weights-dir DIR]
     codecbench spresso tiny-checkpoint OUT_DIR [--time-pool 4]
     codecbench spresso info CONFIG
 
@@ -87,6 +88,17 @@ def _prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_captions(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from codecbench.codecs.spresso.text import embed_captions, write_caption_embeddings
+
+    count = write_caption_embeddings(args.data, args.captions,
+                                     partial(embed_captions, weights_dir=args.weights_dir, device=args.device))
+    print(f"{count} LAION-CLAP text embeddings written as <stem>.text.npy in {args.data}")
+    return 0
+
+
 def _tiny(args: argparse.Namespace) -> int:
     from codecbench.codecs.spresso.train import make_tiny_checkpoint
 
@@ -130,6 +142,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (same relative paths, .wav; manifest.json)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_prepare_data)
+    p = sub.add_parser("embed-captions", help="LAION-CLAP text embeddings of captions -> <stem>.text.npy")
+    p.add_argument("data", help="data folder (e.g. written by prepare-data)")
+    p.add_argument("--captions", required=True, help="CSV with columns file, caption")
+    p.add_argument("--weights-dir", default=None, help="folder with laion_clap/630k-audioset-best.pt")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_embed_captions)
     p = sub.add_parser("tiny-checkpoint", help="train a tiny stage-1 checkpoint on synthetic clips (tests, demos)")
     p.add_argument("out_dir")
     p.add_argument("--time-pool", type=int, default=4, choices=(4, 9, 100))
