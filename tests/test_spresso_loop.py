@@ -179,6 +179,8 @@ def test_validation_writes_loss_and_mel_distance(frozen_parts, tmp_path):
     rows = _rows(tmp_path / "ae" / "val.csv")
     assert [int(r["step"]) for r in rows] == [2, 4]
     assert all(float(r["val_mel_distance"]) > 0 and np.isfinite(float(r["val_loss"])) for r in rows)
+    card = (tmp_path / "ae" / "MODEL_CARD.md").read_text()
+    assert "- steps: 4 of batch 2" in card and "held out: 2 clips" in card and "val_mel_distance" in card
     log = loop.ScalarLog(tmp_path, enabled=True)
     try:
         import torch.utils.tensorboard  # noqa: F401

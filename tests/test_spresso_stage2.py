@@ -102,6 +102,8 @@ def test_fit_stage2_writes_quantizer_and_report(tmp_path):
     card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
     assert f"kept: **{report.selected}**" in card and "held-out frames" in card and meta["selected"] == report.selected
     assert (tmp_path / "out" / "qinco2_resume.pt").is_file()
+    # rates measured from the codes of the clips: 12 frames per 1-s clip x m x 3 bits (padded frame included)
+    assert report.measured_kbps_per_step == pytest.approx([12 * m * 3 / 1000 for m in (1, 2, 3)])
 
 
 def test_fit_stage2_refuses_more_codewords_than_frames(tmp_path):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +125,7 @@ class Stage2Report:
     selected: str = "qinco2"  # "rq" when the trained QINCo2 was worse on held-out frames (RQ codebooks kept)
     best_epoch: int = 0
     note: str = ""
+    measured_kbps_per_step: list[float] = field(default_factory=list)  # from the z frames of the clips (codes sent)
 
 
 def fit_stage2(
@@ -151,7 +152,11 @@ def fit_stage2(
     train = train or q.QINCo2TrainConfig()
     model = load_stage1(checkpoint, device)
     digest = file_digest(checkpoint)
-    latents = extract_latents(model, load_clips(data), digest, cache_dir, device)
+    clips = load_clips(data)
+    latents = extract_latents(model, clips, digest, cache_dir, device)
+    total_s = sum(len(c.audio) for c in clips) / SAMPLE_RATE_HZ
+    total_frames = sum(len(z) for z in latents)  # z frames sent, the padded last frame of every clip included
+    del clips  # the audio is not needed any more
     z_train, z_val = split_frames(latents, val_fraction, train.seed)
     if config is None:
         config = q.QINCo2Config.preset(preset, dim=model.z_dim, num_steps=num_steps, codebook_size=codebook_size)
@@ -182,6 +187,8 @@ def fit_stage2(
         selected=history.selected,
         best_epoch=history.best_epoch,
         note=history.note,
+        measured_kbps_per_step=[total_frames * m * float(np.log2(config.codebook_size)) / total_s / 1000
+                                for m in range(1, config.num_steps + 1)],
     )
     quantizer.save(out_dir / "qinco2.pt", metadata={
         "stage1_checkpoint": str(checkpoint), "stage1_sha256": digest, "frame_rate_hz": frame_rate_hz,
@@ -225,11 +232,13 @@ def model_card(report: Stage2Report, config: q.QINCo2Config, train: q.QINCo2Trai
 
 
 def format_report(report: Stage2Report) -> str:
-    """A table: m, kbps, QINCo2 MSE, RQ MSE, ratio (held-out frames)."""
-    lines = [f"{'m':>3s} {'kbps':>8s} {'QINCo2 mse':>11s} {'RQ mse':>10s} {'QINCo2/RQ':>9s}"]
-    for m, (rate, qm, rm) in enumerate(zip(report.bitrate_kbps_per_step, report.qinco2_mse_per_step,
-                                           report.rq_mse_per_step), start=1):
-        lines.append(f"{m:3d} {rate:8.4f} {qm:11.5g} {rm:10.5g} {qm / rm:9.3f}")
+    """A table: m, kbps (frame rate x m x log2 K), measured kbps (codes of the clips, padded last frames
+    included), QINCo2 MSE, RQ MSE, ratio (held-out frames)."""
+    measured = report.measured_kbps_per_step or [float("nan")] * len(report.bitrate_kbps_per_step)
+    lines = [f"{'m':>3s} {'kbps':>8s} {'measured':>8s} {'QINCo2 mse':>11s} {'RQ mse':>10s} {'QINCo2/RQ':>9s}"]
+    for m, (rate, got, qm, rm) in enumerate(zip(report.bitrate_kbps_per_step, measured, report.qinco2_mse_per_step,
+                                                report.rq_mse_per_step), start=1):
+        lines.append(f"{m:3d} {rate:8.4f} {got:8.4f} {qm:11.5g} {rm:10.5g} {qm / rm:9.3f}")
     lines.append(f"frames: {report.train_vectors} train, {report.val_vectors} held out (other clips); z variance "
                  f"{report.z_variance:.4g}; frame rate {report.frame_rate_hz:.4g} Hz")
     if report.note:

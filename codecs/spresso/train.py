@@ -249,7 +249,36 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
     save(total, final, with_optim=False)
     if stage.finish is not None:  # statistics changed the model: the resume point must carry them
         save(total, latest)
+    if where.is_main:
+        (out_dir / "MODEL_CARD.md").write_text(model_card(stage, config, data, val_data, final, rows, val_rows,
+                                                          where.world))
     return final
+
+
+def model_card(stage: Stage, config: SPressoConfig, data: ClipSource, val_data: ClipSource | None, final: Path,
+               rows: list[dict[str, Any]], val_rows: list[dict[str, Any]], world: int) -> str:
+    """Markdown card of one trained model: data, steps, settings, last training and held-out losses."""
+    train: TrainConfig = getattr(config, stage.section)
+    hours = lambda source: sum(f / r for _, f, r in source.items) / 3600  # noqa: E731
+    last = rows[-1] if rows else {}
+    lines = [
+        f"# S-PRESSO {stage.kind} model card: {final.name} (sha256 {file_digest(final)[:12]})", "",
+        f"- config: {config.name}; time_pool t = {config.latent_encoder.time_pool}"
+        + (f" (z {100 / config.latent_encoder.time_pool:.4g} Hz)" if stage.kind == "stage1" else ""),
+        f"- data: {len(data)} clips, {hours(data):.3f} h"
+        + (f"; held out: {len(val_data)} clips, {hours(val_data):.3f} h" if val_data is not None else
+           "; no held-out clips (no validation)"),
+        f"- steps: {last.get('step', 0)} of batch {train.batch_size} x {train.segment_s:g} s ({world} rank(s), "
+        f"{train.grad_accum_steps} micro-batch(es)), lr {train.lr:g} ({train.lr_schedule}), precision "
+        f"{train.precision}, EMA {train.ema_decay:g}",
+        "- last training losses: " + ", ".join(f"{k} {float(v):.5g}" for k, v in last.items()
+                                               if k not in ("step", "elapsed_s", "lr")),
+        "- held-out: " + (", ".join(f"{k} {float(v):.5g}" for k, v in val_rows[-1].items() if k != "step")
+                          + f" (step {val_rows[-1]['step']})" if val_rows else "not measured"),
+        f"- frozen inputs: {', '.join(f'{k} {v}' for k, v in stage.extra.items() if k.endswith('sha256')) or 'none'}",
+        "", "Trained with codecbench (random-init start; no published S-PRESSO weights).", "",
+    ]
+    return "\n".join(lines)
 
 
 def _read_log(path: Path, up_to_step: int) -> list[dict[str, Any]]:
