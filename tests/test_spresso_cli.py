@@ -42,3 +42,19 @@ def test_train_ae_from_a_folder_then_mismatch(tmp_path, capsys):
     finally:
         torch.set_num_threads(previous)
     assert np.isfinite(float(np.loadtxt(tmp_path / "ae" / "losses.csv", delimiter=",", skiprows=1, usecols=1)[-1]))
+
+
+def test_prepare_data_command_and_its_errors(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+    from codecbench.bench.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    sf.write(str(src / "x.wav"), np.zeros((22050, 2), np.float32), 22050)
+    assert main(["spresso", "prepare-data", str(src), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "1 files, 0.000 h at 48 kHz mono" in capsys.readouterr().out
+    assert sf.info(str(tmp_path / "out" / "x.wav")).samplerate == 48000
+    assert sf.info(str(tmp_path / "out" / "x.wav")).frames == 48000
+    assert main(["spresso", "prepare-data", str(tmp_path / "absent"), "--out", str(tmp_path / "o2")]) == 2
+    assert "absent: S-PRESSO data folder does not exist" in capsys.readouterr().err

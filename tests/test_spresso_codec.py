@@ -54,7 +54,8 @@ def test_trained_checkpoint_roundtrip(tiny_checkpoint):
     other_seed = codec.roundtrip(audio, 48000, codec.point(time_pool=4, seed=1)).decoded
     torch.testing.assert_close(again, result.decoded, rtol=0, atol=0)
     assert not torch.allclose(other_seed, result.decoded)
-    assert codec.num_parameters() > 0
+    own = sum(p.numel() for p in codec.model(4).parameters())
+    assert codec.num_parameters() == own and codec.num_parameters(point) == own
     with pytest.raises(ConfigError, match=r"no checkpoint for time_pool=9; checkpoints given for time_pool \[4\]"):
         codec.encode(audio, codec.point(time_pool=9, seed=0))
 
@@ -119,3 +120,17 @@ def test_tiny_checkpoint_through_codecbench_run(tiny_checkpoint, tmp_path):
     assert items.weights.str.startswith("trained").all()
     by_seed = items.groupby("point").value.apply(list)
     assert by_seed["seed=0,time_pool=4"] != by_seed["seed=1,time_pool=4"]  # the decoding seed is in the point
+
+
+def test_params_count_does_not_add_up_across_operating_points():
+    """Random-init models for t = 4, 9, 100: the count after running each point is that point's model's (it used to
+    grow 521,587 -> 1,043,174 -> 1,564,761 with the points run)."""
+    codec = SPressoCodec()
+    audio = torch.zeros(1, 1, 4800)
+    counts = []
+    for t in (4, 9, 100):
+        point = codec.point(time_pool=t, seed=0)
+        codec.encode(audio, point)
+        counts.append(codec.num_parameters())
+        assert counts[-1] == sum(p.numel() for p in codec.model(t).parameters()) == codec.num_parameters(point)
+    assert max(counts) < 1.5 * min(counts), counts

@@ -93,7 +93,8 @@ def models_132(tmp_path_factory):
 
 def test_codec_roundtrip_rates_and_seeds(models_132):
     ckpt, qpath = models_132
-    codec = d.SPressoDiscreteCodec(models={"1.32": {"checkpoint": str(ckpt), "qinco2": str(qpath)}}, sampler_steps=2)
+    codec = d.SPressoDiscreteCodec(models={"1.32": {"checkpoint": str(ckpt), "qinco2": str(qpath)}}, sampler_steps=2,
+                                   allow_nonpaper_geometry=True)
     from codecbench.codecs.spresso.data import demo_like_clips
 
     audio = torch.from_numpy(np.stack(demo_like_clips(2, 0.5, seed=9)))[:, None]
@@ -121,7 +122,8 @@ def test_codec_decoding_variability_with_mel_distance(models_132):
     from codecbench.codecs.spresso.data import demo_like_clips
 
     ckpt, qpath = models_132
-    codec = d.SPressoDiscreteCodec(models={"1.32": {"checkpoint": str(ckpt), "qinco2": str(qpath)}}, sampler_steps=2)
+    codec = d.SPressoDiscreteCodec(models={"1.32": {"checkpoint": str(ckpt), "qinco2": str(qpath)}}, sampler_steps=2,
+                                   allow_nonpaper_geometry=True)
     audio = torch.from_numpy(demo_like_clips(1, 0.5, seed=2)[0])[None, None]
     bitstreams = codec.encode(audio, codec.point(paper_kbps="1.32", num_steps=0, seed=0))
     result = d.decoding_variability(
@@ -144,7 +146,8 @@ def test_codec_option_errors(models_132, tmp_path):
         codec.engine("0.3")
     with pytest.raises(ConfigError, match=r"no model for paper_kbps='0.096'; the option 'models' gives \['0.3'\]"):
         codec.engine("0.096")
-    codec = d.SPressoDiscreteCodec(models={"1.32": {"checkpoint": str(ckpt), "qinco2": str(qpath)}}, sampler_steps=2)
+    codec = d.SPressoDiscreteCodec(models={"1.32": {"checkpoint": str(ckpt), "qinco2": str(qpath)}}, sampler_steps=2,
+                                   allow_nonpaper_geometry=True)
     with pytest.raises(ConfigError, match=r"num_steps 4 is out of range \[1, 3\]"):
         codec.encode(torch.zeros(1, 1, 4800), codec.point(paper_kbps="1.32", num_steps=4, seed=0))
     assert d.SPressoDiscreteCodec().weights_status().startswith("missing:")
@@ -168,7 +171,7 @@ def test_three_bitrates_through_codecbench_run(models_132, tmp_path):
     raw = {
         "name": "spresso", "output": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"), "seed": 0,
         "dataset": {"path": str(data), "segment_s": 2.0},
-        "codecs": [{"name": "spresso_discrete", "options": {"models": models},
+        "codecs": [{"name": "spresso_discrete", "options": {"models": models, "allow_nonpaper_geometry": True},
                     "points": [{"paper_kbps": "1.32", "num_steps": 0, "seed": 0},
                                {"paper_kbps": "0.3", "num_steps": 0, "seed": 0},
                                {"paper_kbps": "0.096", "num_steps": 2, "seed": 0}]}],
@@ -184,6 +187,48 @@ def test_three_bitrates_through_codecbench_run(models_132, tmp_path):
     assert rates["num_steps=0,paper_kbps=0.3,seed=0"] == pytest.approx(2 * 4 * 3 / 2 / 1000)
     assert rates["num_steps=2,paper_kbps=0.096,seed=0"] == pytest.approx(2 * 2 * 3 / 2 / 1000)
     assert rows.weights.str.startswith("random-init").all()
+    # params_count is the point's own model + QINCo2, not a running sum over the points run so far
+    counts = table[table.level == "item"].groupby("point").params_count.first()
+    assert counts["num_steps=0,paper_kbps=0.3,seed=0"] == counts["num_steps=2,paper_kbps=0.096,seed=0"]
+    assert counts["num_steps=0,paper_kbps=1.32,seed=0"] < counts["num_steps=0,paper_kbps=0.3,seed=0"]  # M 3 < 4
+
+
+def test_point_must_send_its_labels_geometry(models_132, tmp_path):
+    """A 1.32-labelled point that sends M = 3 steps of K = 8 (0.1 kbps) is refused with the rate it would measure."""
+    ckpt, qpath = models_132
+    codec = d.SPressoDiscreteCodec(models={"1.32": {"checkpoint": str(ckpt), "qinco2": str(qpath)}}, sampler_steps=2)
+    point = codec.point(paper_kbps="1.32", num_steps=0, seed=0)
+    message = (r"point paper_kbps=1.32, num_steps=0: the model sends m = 3 steps of K = 8 \(11.11 Hz x 3 x log2\(8\) "
+               r"= 0.1 kbps\), not the paper's 1.32 kbps \(M = 10, K = 4096, 1.333 kbps\); use a QINCo2 with M >= 10")
+    with pytest.raises(ConfigError, match=message):
+        codec.encode(torch.zeros(1, 1, 4800), point)
+    with pytest.raises(ConfigError, match="allow_nonpaper_geometry: true"):
+        codec.nominal_bitrate_kbps(point)
+    with pytest.raises(ConfigError, match="option allow_nonpaper_geometry: expected true or false, got 'yes'"):
+        d.SPressoDiscreteCodec(allow_nonpaper_geometry="yes")
+    # a 0.3-kbps-geometry quantiser (M = 25, K = 4096, untrained RQ) under the 0.096 label needs num_steps 8
+    from codecbench.codecs.spresso.config import load_config
+    from codecbench.codecs.spresso.model import build_spresso, save_checkpoint
+
+    config = load_config("tiny", {"latent_encoder.time_pool": 100})
+    ckpt100 = tmp_path / "s1_t100.pt"
+    save_checkpoint(ckpt100, "stage1", config, {"spresso": build_spresso(config).state_dict()}, 7)
+    q25 = q.QINCo2(q.QINCo2Config(dim=64, num_steps=25, codebook_size=4096, embed_dim=4, hidden_dim=4,
+                                  num_blocks=0, num_candidates=2, beam_size=1)).save(tmp_path / "q25.pt")
+    codec = d.SPressoDiscreteCodec(models={"0.096": {"checkpoint": str(ckpt100), "qinco2": str(q25)}})
+    with pytest.raises(ConfigError, match=r"m = 25 steps of K = 4096 .* = 0.3 kbps\), not the paper's 0.096 kbps .*"
+                                          r"set num_steps: 8"):
+        codec.nominal_bitrate_kbps(codec.point(paper_kbps="0.096", num_steps=0, seed=0))
+    assert codec.nominal_bitrate_kbps(codec.point(paper_kbps="0.096", num_steps=8, seed=0)) == pytest.approx(0.096)
+    # a checkpoint with training steps is labelled trained, with both digests (never random-init)
+    status = codec.weights_status()
+    assert status.startswith("trained here (no published weights); 0.096: stage-1 s1_t100.pt 7 steps sha256 ")
+    assert "qinco2 M=25 K=4096 sha256 " in status and "random-init" not in status
+    # params_count: the point's own engine
+    assert codec.num_parameters() == 0  # nothing run yet
+    engine = codec.engine("0.096")
+    own = sum(p.numel() for p in engine.model.parameters()) + engine.quantizer.num_parameters()
+    assert codec.num_parameters(codec.point(paper_kbps="0.096", num_steps=8, seed=0)) == own
 
 
 def test_cli_rates_and_errors(capsys, tmp_path):

@@ -69,7 +69,11 @@ def test_extract_latents_shapes_and_cache(tmp_path):
 def test_split_frames_sizes_and_errors():
     latents = [np.arange(20, dtype=np.float32).reshape(10, 2), np.zeros((10, 2), np.float32)]
     train, val = stage2.split_frames(latents, 0.25, seed=0)
-    assert train.shape == (15, 2) and val.shape == (5, 2)
+    assert train.shape == (10, 2) and val.shape == (10, 2)  # whole clips: clip-disjoint
+    first = {tuple(r) for r in latents[0]}
+    assert {tuple(r) for r in train} <= first or not ({tuple(r) for r in train} & first)
+    with pytest.raises(ConfigError, match="needs at least 2 clips, got 1"):
+        stage2.split_frames(latents[:1], 0.25, seed=0)
     with pytest.raises(ConfigError, match=r"val_fraction must be in \(0, 1\), got 1.0"):
         stage2.split_frames(latents, 1.0, seed=0)
 
@@ -93,7 +97,13 @@ def test_fit_stage2_writes_quantizer_and_report(tmp_path):
     assert saved["qinco2_mse_per_step"] == pytest.approx(mse)
     assert np.load(tmp_path / "out" / "z_val.npy").shape == (report.val_vectors, 64)
     text = stage2.format_report(report)
-    assert "QINCo2/RQ" in text and len(text.splitlines()) == 5
+    assert "QINCo2/RQ" in text and len(text.splitlines()) == 6 and report.note in text
+    assert all(qm <= rm for qm, rm in zip(report.qinco2_mse_per_step[-1:], report.rq_mse_per_step[-1:]))
+    card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
+    assert f"kept: **{report.selected}**" in card and "held-out frames" in card and meta["selected"] == report.selected
+    assert (tmp_path / "out" / "qinco2_resume.pt").is_file()
+    # rates measured from the codes of the clips: 12 frames per 1-s clip x m x 3 bits (padded frame included)
+    assert report.measured_kbps_per_step == pytest.approx([12 * m * 3 / 1000 for m in (1, 2, 3)])
 
 
 def test_fit_stage2_refuses_more_codewords_than_frames(tmp_path):

@@ -104,3 +104,21 @@ def test_finetune_refuses_bad_overrides_and_other_quantizer(models, tmp_path):
     with pytest.raises(ConfigError, match="no clip is as long as one training window"):
         stage3.finetune_stage3(ckpt, qpath, demo_clips(2, 0.2), tmp_path / "y", steps=1,
                                overrides={**SETTINGS, "segment_s": 1.0}, progress=False)
+
+
+def test_finetune_uses_the_gpu_loop_settings(models, tmp_path):
+    """bf16 autocast, 2 micro-batches, EMA export and a trainable-only resume checkpoint in stage 3."""
+    from codecbench.codecs.spresso.model import load_checkpoint
+
+    ckpt, qpath = models
+    settings = {**SETTINGS, "precision": "bf16", "grad_accum_steps": 2, "ema_decay": 0.5, "lr_schedule": "cosine"}
+    final = stage3.finetune_stage3(ckpt, qpath, demo_clips(4, 1.0), tmp_path / "g", steps=3, overrides=settings,
+                                   progress=False)
+    exported, latest = load_checkpoint(final, "stage1"), load_checkpoint(tmp_path / "g" / "checkpoint.pt", "stage1")
+    assert exported["extra"]["ema_decay"] == 0.5 and len(latest["extra"]["frozen_sha256"]) == 64
+    kept = latest["model"]["spresso"]
+    assert any(k.startswith("f_phi.") for k in kept) and not any(k.startswith("g_psi.") for k in kept)
+    shadow = latest["optimizers"]["__ema__"]["shadow"]
+    assert torch.equal(exported["model"]["spresso"]["f_phi.linear.weight"], shadow[0])
+    with open(tmp_path / "g" / "losses.csv") as handle:
+        assert all(np.isfinite(float(r["loss"])) for r in csv.DictReader(handle))

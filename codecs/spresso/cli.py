@@ -3,11 +3,15 @@
     codecbench spresso train-ae CONFIG --data DIR --out DIR
     codecbench spresso pretrain-dit CONFIG --data DIR --ae AE.pt --out DIR
     codecbench spresso train-stage1 CONFIG --data DIR --ae AE.pt --dit DIT.pt --out DIR
+    codecbench spresso prepare-data SRC_DIR --out DIR
+    codecbench spresso embed-captions DATA_DIR --captions CAPTIONS.csv [--weights-dir DIR]
     codecbench spresso tiny-checkpoint OUT_DIR [--time-pool 4]
     codecbench spresso info CONFIG
 
 CONFIG is a YAML file or a preset (``tiny``, ``paper``); ``--set section.key=value`` overrides a key. Rerunning
-a training command with the same ``--out`` resumes from its ``checkpoint.pt``.
+a training command with the same ``--out`` resumes from its ``checkpoint.pt``. ``--val-data DIR`` gives held-out
+clips for the periodic validation (``val_every_steps``). Under ``torchrun`` every process runs the same command
+(DDP; ``--device cuda`` picks ``cuda:<LOCAL_RANK>``).
 """
 
 from __future__ import annotations
@@ -44,13 +48,15 @@ def _common(parser: argparse.ArgumentParser, data: bool = True) -> None:
         parser.add_argument("--steps", type=int, default=None, help="train to this step (default: the config's)")
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument("--val-data", default=None, help="folder of held-out clips for validation")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key")
 
 
 def _train_ae(args: argparse.Namespace) -> int:
     from codecbench.codecs.spresso.train import train_audio_ae
 
-    path = train_audio_ae(_config(args), args.data, args.out, args.device, args.steps, not args.no_progress)
+    path = train_audio_ae(_config(args), args.data, args.out, args.device, args.steps, not args.no_progress,
+                          args.val_data)
     print(f"AudioAE checkpoint: {path}")
     return 0
 
@@ -58,7 +64,8 @@ def _train_ae(args: argparse.Namespace) -> int:
 def _pretrain_dit(args: argparse.Namespace) -> int:
     from codecbench.codecs.spresso.train import pretrain_dit
 
-    path = pretrain_dit(_config(args), args.data, args.out, args.ae, args.device, args.steps, not args.no_progress)
+    path = pretrain_dit(_config(args), args.data, args.out, args.ae, args.device, args.steps, not args.no_progress,
+                        args.val_data)
     print(f"DiT checkpoint: {path}")
     return 0
 
@@ -67,8 +74,28 @@ def _train_stage1(args: argparse.Namespace) -> int:
     from codecbench.codecs.spresso.train import train_stage1
 
     path = train_stage1(_config(args), args.data, args.out, args.ae, args.dit, args.device, args.steps,
-                        not args.no_progress)
+                        not args.no_progress, args.val_data)
     print(f"stage-1 checkpoint: {path}")
+    return 0
+
+
+def _prepare_data(args: argparse.Namespace) -> int:
+    from codecbench.codecs.spresso.data import prepare_data
+
+    manifest = prepare_data(args.source, args.out, progress=not args.no_progress)
+    print(f"{len(manifest['files'])} files, {manifest['hours']:.3f} h at 48 kHz mono in {args.out} "
+          f"(manifest.json); train with --data {args.out}")
+    return 0
+
+
+def _embed_captions(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from codecbench.codecs.spresso.text import embed_captions, write_caption_embeddings
+
+    count = write_caption_embeddings(args.data, args.captions,
+                                     partial(embed_captions, weights_dir=args.weights_dir, device=args.device))
+    print(f"{count} LAION-CLAP text embeddings written as <stem>.text.npy in {args.data}")
     return 0
 
 
@@ -110,6 +137,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ae", required=True, help="AudioAE checkpoint (audio_ae.pt)")
     p.add_argument("--dit", required=True, help="pretrained DiT checkpoint (dit.pt)")
     p.set_defaults(func=_train_stage1)
+    p = sub.add_parser("prepare-data", help="write a folder of audio as 48 kHz mono float WAV (fast crops; resumable)")
+    p.add_argument("source", help="folder of audio files (any rate, channels, format)")
+    p.add_argument("--out", required=True, help="output folder (same relative paths, .wav; manifest.json)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_prepare_data)
+    p = sub.add_parser("embed-captions", help="LAION-CLAP text embeddings of captions -> <stem>.text.npy")
+    p.add_argument("data", help="data folder (e.g. written by prepare-data)")
+    p.add_argument("--captions", required=True, help="CSV with columns file, caption")
+    p.add_argument("--weights-dir", default=None, help="folder with laion_clap/630k-audioset-best.pt")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_embed_captions)
     p = sub.add_parser("tiny-checkpoint", help="train a tiny stage-1 checkpoint on synthetic clips (tests, demos)")
     p.add_argument("out_dir")
     p.add_argument("--time-pool", type=int, default=4, choices=(4, 9, 100))

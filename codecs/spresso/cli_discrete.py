@@ -5,7 +5,8 @@
     codecbench spresso-quant rates
 
 ``fit-qinco2`` extracts z with the frozen stage-1 encoder (cached), fits QINCo2, writes ``qinco2.pt`` and
-``report.json`` and prints the held-out MSE per number of steps m with the rate each m gives.
+``report.json`` and ``MODEL_CARD.md`` and prints the held-out MSE per number of steps m with the rate each m
+gives; the best epoch on held-out clips is kept, and plain RQ if training did not beat it; rerun to resume.
 ``finetune-stage3`` finetunes f_phi and the LoRA adapters on z_q; rerun the same command to resume.
 ``rates`` prints the paper's discrete operating points with their computed bitrates.
 """
@@ -22,14 +23,15 @@ def _fit_qinco2(args: argparse.Namespace) -> int:
     from codecbench.codecs.spresso.stage2 import fit_stage2, format_report
 
     train = q.QINCo2TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                vectors_per_epoch=args.vectors_per_epoch, seed=args.seed)
+                                vectors_per_epoch=args.vectors_per_epoch, seed=args.seed,
+                                patience=args.patience)
     report = fit_stage2(
         args.checkpoint, args.data, args.out, None, train, num_steps=args.steps, codebook_size=args.codebook_size,
         preset=args.preset, val_fraction=args.val_fraction, cache_dir=args.cache_dir, device=args.device,
         log=None if args.quiet else print,
     )
     print(format_report(report))
-    print(f"QINCo2: {args.out}/qinco2.pt; report: {args.out}/report.json")
+    print(f"QINCo2: {args.out}/qinco2.pt; report: {args.out}/report.json; model card: {args.out}/MODEL_CARD.md")
     return 0
 
 
@@ -73,7 +75,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vectors-per-epoch", type=int, default=None, help="sampled vectors per epoch (default: all)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=8e-4)
-    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share of the frames")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share of the frames (whole clips)")
+    p.add_argument("--patience", type=int, default=10, help="stop after this many epochs without held-out gain")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default="results/.cache", help="z cache (spresso-z/ inside)")
     p.add_argument("--device", default="cpu")

@@ -71,6 +71,7 @@ class SPressoCodec(Codec):
             t = ParamSpec("time_pool", int, choices=TIME_POOLS).check("spresso", int(key) if str(key).isdigit() else key)
             self._add_checkpoint(Path(path), t, f"checkpoints[{key}]")
         self._models: dict[int, Any] = {}
+        self._last_time_pool: int | None = None  # the runner asks num_parameters() after running a point
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def _add_checkpoint(self, path: Path, expected_t: int | None, option: str) -> None:
@@ -128,11 +129,14 @@ class SPressoCodec(Codec):
         model = self.model(point["time_pool"])
         return model.config.audio_ae.sample_rate_hz / (model.z_frame_rate_hz * model.z_dim)
 
-    def num_parameters(self) -> int:
-        """Parameters of the models this codec runs (the first operating point's is built if none is loaded)."""
-        if not self._models:
-            self.model(self.operating_points()[0]["time_pool"])
-        return sum(sum(p.numel() for p in m.parameters()) for m in self._models.values())
+    def num_parameters(self, point: OperatingPoint | None = None) -> int:
+        """Parameters of the one model that runs ``point`` (default: the point last encoded or decoded, else the
+        first operating point). Never a sum over the models loaded so far: each point runs one model."""
+        if point is not None:
+            time_pool = point["time_pool"]
+        else:
+            time_pool = self._last_time_pool or self.operating_points()[0]["time_pool"]
+        return sum(p.numel() for p in self.model(time_pool).parameters())
 
     def algorithmic_latency_ms(self, point: OperatingPoint) -> float:
         return math.nan  # non-causal: the whole clip is encoded at once
@@ -141,6 +145,7 @@ class SPressoCodec(Codec):
     def encode(self, audio: torch.Tensor, point: OperatingPoint) -> list[Bitstream]:
         """``audio`` [B, 1, T] at 48 kHz -> one Bitstream per item with z [Dz, Fz] as latents."""
         model = self.model(point["time_pool"])
+        self._last_time_pool = point["time_pool"]
         with torch.no_grad():
             z = model.encode(audio[:, 0].to(self.device)).float().cpu().numpy()
         return [
@@ -152,6 +157,7 @@ class SPressoCodec(Codec):
     def decode(self, bitstreams: Sequence[Bitstream], point: OperatingPoint) -> torch.Tensor:
         """Latents -> audio [B, 1, T]; every item's noise comes from the point's ``seed``; null text."""
         model = self.model(point["time_pool"])
+        self._last_time_pool = point["time_pool"]
         lengths = {b.num_samples for b in bitstreams}
         assert len(lengths) == 1, f"a batch must share one length, got {sorted(lengths)}"
         z = torch.stack([torch.as_tensor(b.latents) for b in bitstreams]).to(self.device)

@@ -92,6 +92,17 @@ class TrainConfig:
     seed: int = 0
     text_dropout: float = 0.1  # probability of replacing an example's text by the null embedding
     loss_weights: dict[str, float] = field(default_factory=dict)
+    # -- GPU-scale loop (codecs/spresso/loop.py); defaults reproduce the original fp32 single-process loop --------
+    precision: str = "fp32"  # "bf16": autocast to bfloat16 (fp32 master weights); TF32 matmuls on CUDA
+    compile: bool = False  # torch.compile the trained modules
+    grad_accum_steps: int = 1  # micro-batches per optimizer step (batch_size = effective batch over all ranks)
+    ema_decay: float = 0.0  # > 0: EMA of the trained weights, used for validation and the exported model
+    lr_schedule: str = "constant"  # after warm-up: "constant" or "cosine" (down to min_lr_ratio x lr at `steps`)
+    min_lr_ratio: float = 0.1
+    val_every_steps: int = 0  # > 0 with held-out data: validation loss (+ mel distance) every N steps
+    val_batches: int = 2
+    keep_checkpoints: int = 1  # resume checkpoints kept (checkpoint.pt + checkpoint-<step>.pt for the older ones)
+    num_workers: int = 0  # data-loader worker processes reading crops ahead of the loop
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,23 @@ def _validate(config: SPressoConfig, where: str) -> None:
         raise ConfigError(f"{where}: diffusion.kind {diff.kind!r} is not one of edm, rectified_flow")
     if diff.loss_weighting not in ("none", "edm"):
         raise ConfigError(f"{where}: diffusion.loss_weighting {diff.loss_weighting!r} is not one of none, edm")
+    for name in ("train_ae", "pretrain_dit", "stage1"):
+        train = getattr(config, name)
+        if train.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"{where}: {name}.precision {train.precision!r} is not one of fp32, bf16")
+        if train.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"{where}: {name}.lr_schedule {train.lr_schedule!r} is not one of constant, cosine")
+        for key in ("grad_accum_steps", "keep_checkpoints", "val_batches", "batch_size"):
+            if not isinstance(getattr(train, key), int) or getattr(train, key) < 1:
+                raise ConfigError(f"{where}: {name}.{key} must be an integer >= 1, got {getattr(train, key)!r}")
+        for key in ("val_every_steps", "num_workers"):
+            if not isinstance(getattr(train, key), int) or getattr(train, key) < 0:
+                raise ConfigError(f"{where}: {name}.{key} must be an integer >= 0, got {getattr(train, key)!r}")
+        if not 0.0 <= train.ema_decay < 1.0:
+            raise ConfigError(f"{where}: {name}.ema_decay must be in [0, 1), got {train.ema_decay}")
+        if train.batch_size % train.grad_accum_steps:
+            raise ConfigError(f"{where}: {name}.batch_size {train.batch_size} is not a multiple of grad_accum_steps "
+                              f"{train.grad_accum_steps}")
     for name in ("pretrain_dit", "stage1"):
         rate = getattr(config, name).text_dropout
         if not 0.0 <= rate <= 1.0:

@@ -216,8 +216,10 @@ class SPressoDiscreteCodec(Codec):
     Options: ``models`` = {label: {"checkpoint": stage-1 or stage-3 file, "qinco2": stage-2 file}} with labels
     among ``1.32``, ``0.3``, ``0.096``; ``beam_size``/``num_candidates`` (QINCo2 encode search, default the
     model's), ``sampler_steps`` (default the checkpoint config's). Point parameters: ``paper_kbps`` (label),
-    ``num_steps`` (m QINCo2 steps sent, 0 = all M: lower m = lower rate of the same model) and ``seed`` (decoding
-    noise; part of the cache key). The results table's ``bitrate_kbps`` is computed from the code streams.
+    ``num_steps`` (m QINCo2 steps sent, 0 = all M) and ``seed`` (decoding noise; part of the cache key). The
+    results table's ``bitrate_kbps`` is computed from the code streams. A point must send the geometry of its
+    label (m = the paper's M, K = the paper's K; t checked at load): otherwise it is refused with the rate it
+    would measure, unless option ``allow_nonpaper_geometry`` is true (lower m = lower rate of the same model).
     """
 
     info: ClassVar[CodecInfo] = CodecInfo(
@@ -236,8 +238,13 @@ class SPressoDiscreteCodec(Codec):
     )
 
     def __init__(self, device: str = "cpu", models: Mapping[str, Mapping[str, str]] | None = None,
-                 beam_size: int | None = None, num_candidates: int | None = None, sampler_steps: int | None = None):
+                 beam_size: int | None = None, num_candidates: int | None = None, sampler_steps: int | None = None,
+                 allow_nonpaper_geometry: bool = False):
         super().__init__(device=device)
+        if not isinstance(allow_nonpaper_geometry, bool):
+            raise ConfigError(f"codec '{self.info.name}' option allow_nonpaper_geometry: expected true or false, "
+                              f"got {allow_nonpaper_geometry!r}")
+        self.allow_nonpaper_geometry = allow_nonpaper_geometry
         self.models: dict[str, dict[str, str]] = {}
         for label, files in dict(models or {}).items():
             where = f"codec '{self.info.name}' option models.{label}"
@@ -250,6 +257,7 @@ class SPressoDiscreteCodec(Codec):
             self.models[str(label)] = {k: str(v) for k, v in files.items()}
         self.search = {"beam_size": beam_size, "num_candidates": num_candidates, "sampler_steps": sampler_steps}
         self._engines: dict[str, DiscreteSPresso] = {}
+        self._last_label: str | None = None  # the runner asks num_parameters() after running a point
 
     # -- models -----------------------------------------------------------------------------------------------
     def engine(self, label: str) -> DiscreteSPresso:
@@ -271,14 +279,50 @@ class SPressoDiscreteCodec(Codec):
             self._engines[label] = DiscreteSPresso(model, QINCo2.load(files["qinco2"], self.device), **self.search)
         return self._engines[label]
 
+    def check_geometry(self, point: OperatingPoint) -> None:
+        """Refuse a point whose loaded model sends another geometry than its paper label (t is checked at load):
+        K must be the paper's and the m steps sent must be the paper's M, unless ``allow_nonpaper_geometry``."""
+        label = point["paper_kbps"]
+        engine, paper = self.engine(label), paper_point(label)
+        m = engine._steps(point["num_steps"])
+        if self.allow_nonpaper_geometry or (m == paper.num_steps and engine.codebook_size == paper.codebook_size):
+            return
+        hint = f"set num_steps: {paper.num_steps}" if engine.codebook_size == paper.codebook_size and \
+            engine.max_steps >= paper.num_steps else f"use a QINCo2 with M >= {paper.num_steps}, K = {paper.codebook_size}"
+        raise ConfigError(
+            f"codec '{self.info.name}' point paper_kbps={label}, num_steps={point['num_steps']}: the model sends "
+            f"m = {m} steps of K = {engine.codebook_size} ({engine.frame_rate_hz:.4g} Hz x {m} x "
+            f"log2({engine.codebook_size}) = {engine.bitrate_kbps(m):.4g} kbps), not the paper's {label} kbps "
+            f"(M = {paper.num_steps}, K = {paper.codebook_size}, {paper.bitrate_kbps:.4g} kbps); {hint}, or set "
+            f"option allow_nonpaper_geometry: true (rows then carry the measured rate under this label)"
+        )
+
     def weights_status(self) -> str:
+        """``random-init`` only when every stage-1/3 checkpoint has 0 training steps; else ``trained here`` with
+        the steps, the QINCo2 selection and the sha256 prefixes of both files, per label."""
         if not self.models:
             return "missing: option 'models' gives no S-PRESSO checkpoint (train one: codecbench spresso-quant)"
         from codecbench.bench.core.weights import file_digest
+        from codecbench.codecs.spresso.model import load_checkpoint
+        from codecbench.codecs.spresso.qinco2 import QINCo2
 
-        digests = ",".join(f"{label}:{file_digest(f['checkpoint'])[:12]}+{file_digest(f['qinco2'])[:12]}"
-                           for label, f in sorted(self.models.items()))
-        return f"random-init (trained here, no published weights; {digests})"
+        parts, trained = [], False
+        for label, files in sorted(self.models.items()):
+            payload = load_checkpoint(files["checkpoint"], "stage1")
+            stage = int(payload.get("extra", {}).get("stage", 1))
+            trained = trained or int(payload["step"]) > 0
+            quantizer, meta = QINCo2.load_with_metadata(files["qinco2"])
+            geometry = f"M={quantizer.config.num_steps} K={quantizer.config.codebook_size}"
+            if self.allow_nonpaper_geometry:
+                paper = paper_point(label)
+                if (quantizer.config.num_steps, quantizer.config.codebook_size) != (paper.num_steps, paper.codebook_size):
+                    geometry += f", non-paper geometry (paper M={paper.num_steps} K={paper.codebook_size})"
+            kept = f", kept {meta['selected']}" if "selected" in meta else ""
+            parts.append(f"{label}: stage-{stage} {Path(files['checkpoint']).name} {payload['step']} steps "
+                         f"sha256 {file_digest(files['checkpoint'])[:12]} + qinco2 {geometry}{kept} "
+                         f"sha256 {file_digest(files['qinco2'])[:12]}")
+        kind = "trained here (no published weights)" if trained else "random-init (0 training steps, QINCo2 fitted)"
+        return f"{kind}; " + "; ".join(parts)
 
     # -- catalogue --------------------------------------------------------------------------------------------
     def nominal_bitrate_kbps(self, point: OperatingPoint) -> float:
@@ -287,6 +331,7 @@ class SPressoDiscreteCodec(Codec):
             paper = paper_point(point["paper_kbps"])
             m = point["num_steps"] or paper.num_steps
             return bitrate_kbps(paper.frame_rate_hz, m, paper.codebook_size) if m <= paper.num_steps else math.nan
+        self.check_geometry(point)
         engine = self.engine(point["paper_kbps"])
         return engine.bitrate_kbps(engine._steps(point["num_steps"]))
 
@@ -295,19 +340,27 @@ class SPressoDiscreteCodec(Codec):
             return paper_point(point["paper_kbps"]).frame_rate_hz
         return self.engine(point["paper_kbps"]).frame_rate_hz
 
-    def num_parameters(self) -> int:
-        return sum(sum(p.numel() for p in e.model.parameters()) + e.quantizer.num_parameters()
-                   for e in self._engines.values())
+    def num_parameters(self, point: OperatingPoint | None = None) -> int:
+        """Parameters of the model + QINCo2 that run ``point`` (default: the point last encoded or decoded); 0
+        before any model is loaded. Never a sum over the engines loaded so far."""
+        label = point["paper_kbps"] if point is not None else self._last_label
+        if label is None:
+            return 0
+        engine = self.engine(label)
+        return sum(p.numel() for p in engine.model.parameters()) + engine.quantizer.num_parameters()
 
     # -- the work ---------------------------------------------------------------------------------------------
     def encode(self, audio: torch.Tensor, point: OperatingPoint) -> list[Bitstream]:
+        self.check_geometry(point)
         engine = self.engine(point["paper_kbps"])
+        self._last_label = point["paper_kbps"]
         codes = engine.encode_codes(audio[:, 0].to(self.device), point["num_steps"])
         rate = self.info.sample_rate_hz
         return [codes_to_bitstream(c, engine.codebook_size, engine.frame_rate_hz, rate, audio.shape[-1]) for c in codes]
 
     def decode(self, bitstreams: Sequence[Bitstream], point: OperatingPoint) -> torch.Tensor:
         engine = self.engine(point["paper_kbps"])
+        self._last_label = point["paper_kbps"]
         lengths = {b.num_samples for b in bitstreams}
         if len(lengths) != 1:  # one batch = one length (the runner batches equal-length segments)
             return torch.cat([self.decode([b], point) for b in bitstreams])

@@ -111,22 +111,36 @@ class SPresso(nn.Module):
 
     @torch.no_grad()
     def decode_latents(self, z: torch.Tensor, num_frames: int, seed: int, steps: int | None = None,
-                       text: torch.Tensor | None = None) -> torch.Tensor:
+                       text: torch.Tensor | None = None, guidance_scale: float = 1.0) -> torch.Tensor:
         """z [B, Dz, Fz] -> sampled latents [B, D, num_frames]; every item's noise comes from its own ``seed``
-        generator, so an item's output does not depend on its batch."""
+        generator, so an item's output does not depend on its batch.
+
+        ``guidance_scale`` w != 1 with ``text``: classifier-free guidance on the text, net = uncond + w x (cond -
+        uncond), uncond = the null text (z is kept in both). 1 (default) = no guidance; codecs decode with null
+        text, where guidance does nothing."""
         noise = torch.stack([
             torch.randn(self.config.dit.latent_dim, num_frames, generator=torch.Generator().manual_seed(seed))
             for _ in range(z.shape[0])
         ]).to(z.device)
         cond = self.f_phi(z, num_frames)
         steps = steps or self.config.diffusion.sampler_steps
-        return self.diffusion.sample(self.dit, noise, steps, text=text, cond=cond)
+        if guidance_scale == 1.0 or text is None:
+            return self.diffusion.sample(self.dit, noise, steps, text=text, cond=cond)
+        null = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+
+        def guided(x, level, **kw):
+            conditioned = self.dit(x, level, **kw)
+            unconditioned = self.dit(x, level, **{**kw, "text_keep": null})
+            return unconditioned + guidance_scale * (conditioned - unconditioned)
+
+        return self.diffusion.sample(guided, noise, steps, text=text, cond=cond)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, num_samples: int, seed: int, steps: int | None = None,
-               text: torch.Tensor | None = None) -> torch.Tensor:
-        """z [B, Dz, Fz] -> audio [B, num_samples] (null text unless ``text`` [B, L, E] is given)."""
-        latents = self.decode_latents(z, self.ae.num_frames(num_samples), seed, steps, text)
+               text: torch.Tensor | None = None, guidance_scale: float = 1.0) -> torch.Tensor:
+        """z [B, Dz, Fz] -> audio [B, num_samples] (null text unless ``text`` [B, L, E] is given; classifier-free
+        guidance with ``guidance_scale`` != 1, off by default)."""
+        latents = self.decode_latents(z, self.ae.num_frames(num_samples), seed, steps, text, guidance_scale)
         return self.ae.decode(latents, num_samples)
 
 

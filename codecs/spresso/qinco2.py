@@ -107,8 +107,14 @@ class QINCo2TrainConfig:
     init_noise: float = 0.1
     reset_unused: bool = True
     seed: int = 0
+    patience: int = 10  # epochs without a held-out improvement before stopping (0: never stop early)
+    selection: str = "last_step"  # held-out score: "last_step" (MSE at M) or "mean_prefix"
 
     def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"QINCo2 training 'selection': expected one of {SELECTIONS}, got {self.selection!r}")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ConfigError(f"QINCo2 training 'patience': expected an integer >= 0, got {self.patience!r}")
         for name in ("epochs", "batch_size", "kmeans_iters"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -463,13 +469,39 @@ class QINCo2(nn.Module):
 @dataclass
 class FitHistory:
     """Per-epoch training record: loss (sum of prefix MSEs, normalised units), validation MSE per m (raw units),
-    codewords reset, seconds."""
+    codewords reset, seconds; and the selection: ``rq_val_mse_per_step`` (plain k-means RQ, the initialisation
+    without noise), ``best_epoch`` (1-based; 0 = RQ kept), ``selected`` (``"qinco2"`` or ``"rq"``), ``stopped_early``,
+    ``resumed_from_epoch`` and a one-line ``note`` saying what was kept and why."""
 
     train_loss: list[float] = field(default_factory=list)
     val_mse_per_step: list[list[float]] = field(default_factory=list)
     reset_codewords: list[int] = field(default_factory=list)
     epoch_s: list[float] = field(default_factory=list)
     vectors_per_s: list[float] = field(default_factory=list)
+    rq_val_mse_per_step: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    selected: str = "qinco2"
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+    note: str = ""
+
+
+SELECTIONS = ("last_step", "mean_prefix")
+
+
+def selection_score(mse_per_step: list[float], selection: str = "last_step") -> float:
+    """The held-out score a fit minimises: ``last_step`` the MSE with all M steps (the model's rate), or
+    ``mean_prefix`` the mean over m of the m-step prefix MSE (when lower prefixes are sent too)."""
+    if selection == "mean_prefix":
+        return float(sum(mse_per_step) / len(mse_per_step))
+    return float(mse_per_step[-1])
+
+
+def no_worse(candidate: list[float], reference: list[float], selection: str = "last_step") -> bool:
+    """True when ``candidate`` (MSE per m) is no worse than ``reference`` at M steps (and, for ``mean_prefix``,
+    on average over m)."""
+    ok = candidate[-1] <= reference[-1]
+    return ok and (selection != "mean_prefix" or selection_score(candidate, selection) <= selection_score(reference, selection))
 
 
 def build_rq(data: torch.Tensor, config: QINCo2Config, *, kmeans_iters: int = 20, seed: int = 0) -> QINCo2:
@@ -511,6 +543,21 @@ def _reset_unused_(model: QINCo2, usage: torch.Tensor, res_sum: torch.Tensor, re
     return total
 
 
+def _resume_state(path: Path, config: QINCo2Config, train: QINCo2TrainConfig) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise ConfigError(f"{path}: not a readable QINCo2 resume file ({error})") from error
+    if state.get("format") != FORMAT_NAME + ".resume":
+        raise ConfigError(f"{path}: not a QINCo2 resume file")
+    if state["config"] != asdict(config) or state["train"] != asdict(train):
+        raise ConfigError(f"{path}: QINCo2 resume file was written with another model or training config; "
+                          f"delete it or use another output folder")
+    return state
+
+
 def fit_qinco2(
     data: torch.Tensor,
     config: QINCo2Config,
@@ -519,9 +566,18 @@ def fit_qinco2(
     val_data: torch.Tensor | None = None,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
+    resume_path: str | Path | None = None,
 ) -> tuple[QINCo2, FitHistory]:
-    """Train QINCo2 on raw vectors data [N, D]; validate on val_data [N_val, D] after every epoch.
+    """Train QINCo2 on raw vectors data [N, D]; with ``val_data`` [N_val, D] (held out, e.g. other clips) it is
+    never worse than its initialisation.
 
+    With ``val_data``: plain k-means RQ (no noise, zero networks) is scored first; after every epoch the model is
+    scored on val_data (:func:`selection_score`) and the best epoch's weights are kept; training stops after
+    ``train.patience`` epochs without improvement; if the best epoch is worse than RQ (:func:`no_worse`), the RQ
+    codebooks are returned and ``history.selected == "rq"`` says so. Without val_data the last epoch is returned.
+
+    ``resume_path``: a file written after every epoch (model, optimiser, schedule, RNG, history, best weights);
+    rerunning with the same file continues where it stopped and gives the same result as an uninterrupted run.
     Returns the model (eval mode) and its :class:`FitHistory`.
     """
     data = torch.as_tensor(data, dtype=torch.float32).cpu()
@@ -533,6 +589,7 @@ def fit_qinco2(
     model.rq_init_(data, kmeans_iters=train.kmeans_iters, noise=train.init_noise, generator=generator)
     model.to(device).train()
     x_all = model.normalize(data.to(device))
+    val = torch.as_tensor(val_data, dtype=torch.float32).to(device) if val_data is not None else None
 
     per_epoch = train.vectors_per_epoch or data.shape[0]
     iters_per_epoch = max(1, math.ceil(per_epoch / train.batch_size))
@@ -543,8 +600,28 @@ def fit_qinco2(
         optimizer, lambda i: lr_factor(i, total=total_iters, warmup=warmup, final_ratio=train.final_lr_ratio)
     )
     history = FitHistory()
+    rq_state = best_state = None
+    best_score, since_best, start_epoch = math.inf, 0, 0
+    if val is not None:
+        rq = build_rq(data, config, kmeans_iters=train.kmeans_iters, seed=train.seed).to(device)
+        history.rq_val_mse_per_step = rq.prefix_mse(val, rq.encode(val))
+        rq_state = {k: v.detach().cpu().clone() for k, v in rq.state_dict().items()}
+        del rq
+    resume_path = Path(resume_path) if resume_path is not None else None
+    state = _resume_state(resume_path, config, train) if resume_path is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        history = FitHistory(**state["history"])
+        best_state, best_score, since_best = state["best_state"], state["best_score"], state["since_best"]
+        start_epoch = history.resumed_from_epoch = len(history.train_loss)
     m_steps, k = config.num_steps, config.codebook_size
-    for epoch in range(train.epochs):
+    for epoch in range(start_epoch, train.epochs):
+        if history.stopped_early:
+            break
+        model.train()
         started = time.perf_counter()
         usage = torch.zeros(m_steps, k, dtype=torch.long)
         res_sum = torch.zeros(m_steps, config.dim, dtype=torch.float64)
@@ -579,11 +656,56 @@ def fit_qinco2(
         history.epoch_s.append(elapsed)
         history.vectors_per_s.append(seen / max(elapsed, 1e-9))
         model.eval()
-        if val_data is not None:
-            val = torch.as_tensor(val_data, dtype=torch.float32).to(device)
-            history.val_mse_per_step.append(model.prefix_mse(val, model.encode(val)))
+        if val is not None:
+            mse = model.prefix_mse(val, model.encode(val))
+            history.val_mse_per_step.append(mse)
+            score = selection_score(mse, train.selection)
+            if score < best_score:
+                best_score, since_best, history.best_epoch = score, 0, epoch + 1
+                best_state = {k_: v.detach().cpu().clone() for k_, v in model.state_dict().items()}
+            else:
+                since_best += 1
+            if train.patience and since_best >= train.patience and epoch + 1 < train.epochs:
+                history.stopped_early = True
+        if resume_path is not None:
+            _save_resume(resume_path, config, train, model, optimizer, scheduler, generator, history,
+                         best_state, best_score, since_best)
         if log is not None:
             val_txt = f" val_mse_M={history.val_mse_per_step[-1][-1]:.5g}" if history.val_mse_per_step else ""
             log(f"epoch {epoch + 1}/{train.epochs} loss={history.train_loss[-1]:.5g}{val_txt} reset={reset} "
                 f"{history.vectors_per_s[-1]:.0f} vectors/s")
+    if val is None:
+        history.best_epoch = len(history.train_loss)
+        history.note = "no held-out vectors: the last epoch is kept (not compared with RQ)"
+        return model.eval(), history
+    best_mse = history.val_mse_per_step[history.best_epoch - 1] if history.best_epoch else None
+    worse_prefixes = [m + 1 for m, (a, b) in enumerate(zip(best_mse or [], history.rq_val_mse_per_step)) if a > b]
+    if best_mse is not None and no_worse(best_mse, history.rq_val_mse_per_step, train.selection):
+        model.load_state_dict(best_state)
+        history.selected = "qinco2"
+        history.note = (f"kept QINCo2 epoch {history.best_epoch} of {len(history.train_loss)}: held-out MSE at M "
+                        f"{best_mse[-1]:.5g} vs RQ {history.rq_val_mse_per_step[-1]:.5g}"
+                        + (f"; worse than RQ with m = {worse_prefixes} steps" if worse_prefixes else ""))
+    else:
+        model.load_state_dict(rq_state)
+        history.selected, history.best_epoch = "rq", 0
+        trained_txt = f"{best_mse[-1]:.5g}" if best_mse is not None else "n/a"
+        history.note = (f"kept the plain RQ codebooks (networks zero): the trained QINCo2 was worse on held-out "
+                        f"vectors (best MSE at M {trained_txt} vs RQ {history.rq_val_mse_per_step[-1]:.5g})")
+    if log is not None:
+        log(history.note)
     return model.eval(), history
+
+
+def _save_resume(path: Path, config, train, model, optimizer, scheduler, generator, history, best_state, best_score,
+                 since_best) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({
+        "format": FORMAT_NAME + ".resume", "config": asdict(config), "train": asdict(train),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(), "history": asdict(history), "best_state": best_state,
+        "best_score": best_score, "since_best": since_best,
+    }, tmp)
+    tmp.replace(path)

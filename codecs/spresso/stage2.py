@@ -8,7 +8,9 @@ One training vector = one z frame [Dz] (paper-notes section 5.1). ``fit_stage2``
   rate, codebook size, bits per frame;
 - ``report.json``: MSE per number of steps m = 1..M on the held-out frames for QINCo2 and for plain RQ (same
   k-means codebooks, no networks) with the rate each m gives, plus the training history;
-- ``z_train.npy`` / ``z_val.npy``: the frame vectors [N, Dz] used (e.g. for ``bench/benchmarks/qinco2_vs_faiss.py``).
+- ``MODEL_CARD.md``: data, epochs, held-out MSE per m against RQ, what was kept (QINCo2 or RQ) and why;
+- ``qinco2_resume.pt``: written after every epoch; rerunning the same command resumes;
+- ``z_train.npy`` / ``z_val.npy``: the frame vectors [N, Dz] used (held-out = whole clips) (e.g. for ``bench/benchmarks/qinco2_vs_faiss.py``).
 
 z of every clip is cached in ``cache_dir`` under ``spresso-z/``, keyed by the stage-1 checkpoint's sha256 and the
 clip's content hash.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,13 +86,28 @@ def extract_latents(model, clips: Sequence[Clip], checkpoint_digest: str, cache_
 
 
 def split_frames(latents: Sequence[np.ndarray], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """All frame vectors [N, Dz], shuffled and split into (train, held-out) by ``val_fraction``."""
+    """Clip-disjoint split of the frame vectors into (train [N, Dz], held-out [N_val, Dz]).
+
+    Whole clips are held out (shuffled by ``seed``) until they hold at least ``val_fraction`` of the frames, so no
+    held-out frame has a neighbour frame of the same clip in the training set. Needs at least 2 clips.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"stage 2: val_fraction must be in (0, 1), got {val_fraction}")
-    frames = np.concatenate([np.asarray(z) for z in latents])
-    perm = np.random.default_rng(seed).permutation(len(frames))
-    n_val = max(1, int(round(val_fraction * len(frames))))
-    return frames[perm[n_val:]], frames[perm[:n_val]]
+    latents = [np.asarray(z) for z in latents]
+    if len(latents) < 2:
+        raise ConfigError(f"stage 2: a clip-disjoint held-out split needs at least 2 clips, got {len(latents)}")
+    total = sum(len(z) for z in latents)
+    order = np.random.default_rng(seed).permutation(len(latents))
+    val_idx, held = [], 0
+    for i in order[:-1]:  # at least one clip stays for training
+        if held >= val_fraction * total:
+            break
+        val_idx.append(int(i))
+        held += len(latents[i])
+    val_set = set(val_idx)
+    train = np.concatenate([z for i, z in enumerate(latents) if i not in val_set])
+    val = np.concatenate([latents[i] for i in sorted(val_set)])
+    return train, val
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,10 @@ class Stage2Report:
     train_vectors: int
     val_vectors: int
     z_variance: float
+    selected: str = "qinco2"  # "rq" when the trained QINCo2 was worse on held-out frames (RQ codebooks kept)
+    best_epoch: int = 0
+    note: str = ""
+    measured_kbps_per_step: list[float] = field(default_factory=list)  # from the z frames of the clips (codes sent)
 
 
 def fit_stage2(
@@ -131,7 +152,11 @@ def fit_stage2(
     train = train or q.QINCo2TrainConfig()
     model = load_stage1(checkpoint, device)
     digest = file_digest(checkpoint)
-    latents = extract_latents(model, load_clips(data), digest, cache_dir, device)
+    clips = load_clips(data)
+    latents = extract_latents(model, clips, digest, cache_dir, device)
+    total_s = sum(len(c.audio) for c in clips) / SAMPLE_RATE_HZ
+    total_frames = sum(len(z) for z in latents)  # z frames sent, the padded last frame of every clip included
+    del clips  # the audio is not needed any more
     z_train, z_val = split_frames(latents, val_fraction, train.seed)
     if config is None:
         config = q.QINCo2Config.preset(preset, dim=model.z_dim, num_steps=num_steps, codebook_size=codebook_size)
@@ -145,8 +170,8 @@ def fit_stage2(
     np.save(out_dir / "z_train.npy", z_train)
     np.save(out_dir / "z_val.npy", z_val)
     train_t, val_t = torch.from_numpy(z_train), torch.from_numpy(z_val)
-    quantizer, history = q.fit_qinco2(train_t, config, train, val_data=val_t, device=device, log=log)
-    rq = q.build_rq(train_t, config, kmeans_iters=train.kmeans_iters, seed=train.seed).to(device)
+    quantizer, history = q.fit_qinco2(train_t, config, train, val_data=val_t, device=device, log=log,
+                                      resume_path=out_dir / "qinco2_resume.pt")
     val_dev = val_t.to(device)
     frame_rate_hz = float(model.z_frame_rate_hz)
     report = Stage2Report(
@@ -155,30 +180,69 @@ def fit_stage2(
         bitrate_kbps_per_step=[bitrate_kbps(frame_rate_hz, m, config.codebook_size)
                                for m in range(1, config.num_steps + 1)],
         qinco2_mse_per_step=quantizer.prefix_mse(val_dev, quantizer.encode(val_dev)),
-        rq_mse_per_step=rq.prefix_mse(val_dev, rq.encode(val_dev)),
+        rq_mse_per_step=history.rq_val_mse_per_step,  # k-means RQ, same codebook seed, scored in the fit
         train_vectors=len(z_train),
         val_vectors=len(z_val),
         z_variance=float(z_val.var()),
+        selected=history.selected,
+        best_epoch=history.best_epoch,
+        note=history.note,
+        measured_kbps_per_step=[total_frames * m * float(np.log2(config.codebook_size)) / total_s / 1000
+                                for m in range(1, config.num_steps + 1)],
     )
     quantizer.save(out_dir / "qinco2.pt", metadata={
         "stage1_checkpoint": str(checkpoint), "stage1_sha256": digest, "frame_rate_hz": frame_rate_hz,
         "time_pool": int(model.time_pool), "bits_per_frame": config.bits_per_vector,
+        "selected": history.selected, "best_epoch": history.best_epoch, "note": history.note,
+        "val_mse_per_step": report.qinco2_mse_per_step, "rq_val_mse_per_step": report.rq_mse_per_step,
     })
     atomic_write_json(out_dir / "report.json", {
         **asdict(report), "qinco2_config": asdict(config), "train_config": asdict(train),
         "history": asdict(history), "stage1_checkpoint": str(checkpoint), "stage1_sha256": digest,
     })
+    (out_dir / "MODEL_CARD.md").write_text(model_card(report, config, train, history, checkpoint, digest,
+                                                      file_digest(out_dir / "qinco2.pt"), data))
     return report
 
 
+def model_card(report: Stage2Report, config: q.QINCo2Config, train: q.QINCo2TrainConfig, history: q.FitHistory,
+               checkpoint, stage1_digest: str, qinco2_digest: str, data) -> str:
+    """A Markdown model card for one stage-2 fit: data, steps, held-out MSE per m against RQ, what was kept."""
+    source = str(data) if isinstance(data, (str, os.PathLike)) else f"{len(data)} in-memory clips"
+    epochs = len(history.train_loss)
+    iters = epochs * max(1, -(-(train.vectors_per_epoch or report.train_vectors) // train.batch_size))
+    lines = [
+        f"# QINCo2 model card: qinco2.pt (sha256 {qinco2_digest[:12]})", "",
+        f"- stage-1 checkpoint: {checkpoint} (sha256 {stage1_digest[:12]}); z frame rate "
+        f"{report.frame_rate_hz:.4g} Hz",
+        f"- data: {source}; {report.train_vectors} training frames, {report.val_vectors} held-out frames "
+        "(whole clips held out)",
+        f"- model: M = {config.num_steps}, K = {config.codebook_size}, L = {config.num_blocks}, "
+        f"d_e = {config.embed_dim}, d_h = {config.hidden_dim}, A = {config.num_candidates}, B = {config.beam_size}",
+        f"- training: {epochs} of {train.epochs} epochs ({iters} optimiser steps, batch {train.batch_size}, "
+        f"lr {train.lr:g}){'; stopped early' if history.stopped_early else ''}",
+        f"- kept: **{history.selected}** — {history.note}", "",
+        "Held-out MSE per element (raw z units) and the rate each m gives (frame rate x m x log2 K):", "",
+        format_report(report), "",
+    ]
+    if history.selected == "rq":
+        lines.append("**The trained QINCo2 was worse than plain residual quantisation on held-out frames; this file "
+                     "holds the RQ codebooks (networks zero).**")
+    return "\n".join(lines) + "\n"
+
+
 def format_report(report: Stage2Report) -> str:
-    """A table: m, kbps, QINCo2 MSE, RQ MSE, ratio (held-out frames)."""
-    lines = [f"{'m':>3s} {'kbps':>8s} {'QINCo2 mse':>11s} {'RQ mse':>10s} {'QINCo2/RQ':>9s}"]
-    for m, (rate, qm, rm) in enumerate(zip(report.bitrate_kbps_per_step, report.qinco2_mse_per_step,
-                                           report.rq_mse_per_step), start=1):
-        lines.append(f"{m:3d} {rate:8.4f} {qm:11.5g} {rm:10.5g} {qm / rm:9.3f}")
-    lines.append(f"frames: {report.train_vectors} train, {report.val_vectors} held out; z variance "
+    """A table: m, kbps (frame rate x m x log2 K), measured kbps (codes of the clips, padded last frames
+    included), QINCo2 MSE, RQ MSE, ratio (held-out frames)."""
+    measured = report.measured_kbps_per_step or [float("nan")] * len(report.bitrate_kbps_per_step)
+    lines = [f"{'m':>3s} {'kbps':>8s} {'measured':>8s} {'QINCo2 mse':>11s} {'RQ mse':>10s} {'QINCo2/RQ':>9s}"]
+    for m, (rate, got, qm, rm) in enumerate(zip(report.bitrate_kbps_per_step, measured, report.qinco2_mse_per_step,
+                                                report.rq_mse_per_step), start=1):
+        lines.append(f"{m:3d} {rate:8.4f} {got:8.4f} {qm:11.5g} {rm:10.5g} {qm / rm:9.3f}")
+    lines.append(f"frames: {report.train_vectors} train, {report.val_vectors} held out (other clips); z variance "
                  f"{report.z_variance:.4g}; frame rate {report.frame_rate_hz:.4g} Hz")
+    if report.note:
+        lines.append(f"selection: {report.note}")
     return "\n".join(lines)
 
 

@@ -99,10 +99,6 @@ def window_frames(segment_s: float, time_pool: int, ae_frame_rate_hz: float = 10
     return max(1, int(round(segment_s * ae_frame_rate_hz / time_pool)))
 
 
-def _lr(base: float, warmup: int, step: int) -> float:
-    return base * min(1.0, (step + 1) / max(1, warmup))
-
-
 def finetune_stage3(
     checkpoint: str | os.PathLike,
     qinco2_path: str | os.PathLike,
@@ -142,6 +138,30 @@ def finetune_stage3(
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, betas=(0.8, 0.99))
+    from codecbench.codecs.spresso import loop
+
+    where = loop.ranks(device)
+    loop.enable_tf32(device)
+    if train.batch_size % (where.world * train.grad_accum_steps):
+        raise ConfigError(f"stage 3: batch_size {train.batch_size} is not a multiple of ranks x grad_accum_steps = "
+                          f"{where.world} x {train.grad_accum_steps}")
+    ema = loop.EMA(params, train.ema_decay) if train.ema_decay > 0 else None
+    frozen = loop.frozen_digest(model)
+
+    def loss_fn(pair, generator):
+        return model.denoising_loss(pair[0], pair[1], generator), {}
+
+    def split(pair, parts):
+        n = pair[0].shape[0] // parts
+        return [(pair[0][i * n:(i + 1) * n], pair[1][i * n:(i + 1) * n]) for i in range(parts)]
+
+    def clip(ps, max_norm):
+        if max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(ps, max_norm)
+
+    train_step = loop.make_step(loss_fn, params, opt, train, device, where, ema, split, clip)
+    share = train.batch_size // where.world
+    rows_of_rank = slice(where.rank * share, (where.rank + 1) * share)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,34 +176,47 @@ def finetune_stage3(
         payload = load_checkpoint(latest, "stage1", config)
         if payload["extra"].get("qinco2_sha256") != extra["qinco2_sha256"]:
             raise ConfigError(f"{latest}: was trained with another QINCo2 file; use a new output folder")
-        model.load_state_dict(payload["model"]["spresso"])
+        loop.load_trainable_state(model, payload["model"]["spresso"], payload["extra"].get("frozen_sha256"),
+                                  str(latest))
         opt.load_state_dict(payload["optimizers"]["stage3"])
+        if ema is not None and "__ema__" in payload["optimizers"]:
+            ema.load_state_dict(payload["optimizers"]["__ema__"])
         start = int(payload["step"])
     rows = _read_log(log_path, start)
     elapsed0, started = (float(rows[-1]["elapsed_s"]) if rows else 0.0), time.perf_counter()
 
+    saved_step = start if latest.is_file() else None
+
     def save(step: int, path: Path, with_optim: bool = True) -> None:
-        save_checkpoint(path, "stage1", config, {"spresso": model.state_dict()}, step,
-                        {"stage3": opt.state_dict()} if with_optim else None, extra)
+        nonlocal saved_step
+        if not where.is_main:
+            return
+        if not with_optim:  # the exported stage3.pt: the whole model, EMA weights when enabled
+            with loop.maybe_swapped(ema):
+                save_checkpoint(path, "stage1", config, {"spresso": model.state_dict()}, step, None,
+                                {**extra, "ema_decay": train.ema_decay})
+            return
+        optim = {"stage3": opt.state_dict(), **({"__ema__": ema.state_dict()} if ema is not None else {})}
+        loop.rotate_checkpoints(path, train.keep_checkpoints, saved_step)
+        save_checkpoint(path, "stage1", config, {"spresso": loop.trainable_state(model)}, step, optim,
+                        {**extra, "frozen_sha256": frozen})
+        saved_step = step
 
     model.train()
     step = start
-    bar = tqdm(range(start, total), initial=start, total=total, desc="spresso stage3", disable=not progress)
+    bar = tqdm(range(start, total), initial=start, total=total, desc="spresso stage3",
+               disable=not progress or not where.is_main)
     try:
         for step in bar:
-            lr = _lr(train.lr, train.warmup_steps, step)
+            lr = loop.learning_rate(train.lr, step, total, train.warmup_steps, train.lr_schedule, train.min_lr_ratio)
             for group in opt.param_groups:
                 group["lr"] = lr
             x0, zq = pairs.batch(train.batch_size, train.seed, step)
-            loss = model.denoising_loss(x0.to(device), zq.to(device), step_generator(train.seed, step))
-            opt.zero_grad()
-            loss.backward()
-            if train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, train.grad_clip)
-            opt.step()
-            value = float(loss.detach())
+            if where.world > 1:
+                x0, zq = x0[rows_of_rank], zq[rows_of_rank]
+            value = train_step((x0.to(device), zq.to(device)), step_generator(train.seed, step), step)["loss"]
             bar.set_postfix(loss=f"{value:.4f}")
-            if (step + 1) % train.log_every_steps == 0 or step + 1 == total:
+            if where.is_main and ((step + 1) % train.log_every_steps == 0 or step + 1 == total):
                 rows.append({"step": step + 1, "loss": value, "lr": lr,
                              "elapsed_s": elapsed0 + time.perf_counter() - started})
                 _write_log(log_path, rows)

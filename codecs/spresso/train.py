@@ -9,6 +9,15 @@ Every stage writes into its output folder:
 - ``config.yaml``: the resolved config.
 
 Batches and noise depend only on (seed, step), so a resumed run equals an uninterrupted one.
+
+GPU scale (``codecs/spresso/loop.py``; settings in each training section, defaults = the original fp32 loop):
+``precision: bf16`` (autocast, fp32 master weights, TF32 on CUDA), ``compile``, ``grad_accum_steps``, DDP under
+``torchrun`` (each rank reads its rows of the global batch; ``batch_size`` is the effective batch),
+``ema_decay`` (EMA weights validated and exported), ``lr_schedule: cosine``, ``val_every_steps`` with
+``val_data`` (``val.csv``: loss and, for the AudioAE and stage 1, mel distance on held-out clips; TensorBoard
+scalars too when it imports), ``num_workers`` (crops read by DataLoader workers), ``keep_checkpoints``.
+``checkpoint.pt`` holds only the trained weights (frozen AudioAE / base DiT are left out; their sha256 is
+stored and checked on resume); the exported ``<kind>.pt`` holds the whole model (EMA weights when enabled).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import torch
 import yaml
 from codecbench.bench.core.errors import ConfigError
 from codecbench.bench.core.weights import file_digest
+from codecbench.codecs.spresso import loop
 from codecbench.codecs.spresso.audio_ae import (
     AudioAE,
     MultiResolutionDiscriminator,
@@ -33,7 +43,7 @@ from codecbench.codecs.spresso.audio_ae import (
     generator_adversarial_loss,
 )
 from codecbench.codecs.spresso.config import SPressoConfig, TrainConfig, load_config
-from codecbench.codecs.spresso.data import Batch, ClipSource, demo_like_clips
+from codecbench.codecs.spresso.data import Batch, ClipSource, demo_like_clips, stream_batches
 from codecbench.codecs.spresso.diffusion import build_diffusion
 from codecbench.codecs.spresso.dit import DiT
 from codecbench.codecs.spresso.model import (
@@ -60,6 +70,8 @@ class Stage:
     step_fn: StepFn
     extra: dict[str, Any]
     finish: Callable[[], None] | None = None
+    ema: loop.EMA | None = None
+    validate: Callable[[Batch, torch.Generator], dict[str, float]] | None = None  # held-out metrics, no grad
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -71,8 +83,8 @@ def _optimizer(params: list[nn.Parameter], train: TrainConfig) -> torch.optim.Op
     return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, betas=(0.8, 0.99))
 
 
-def _set_lr(optimizers: dict[str, torch.optim.Optimizer], train: TrainConfig, step: int) -> float:
-    lr = train.lr * min(1.0, (step + 1) / max(1, train.warmup_steps))
+def _set_lr(optimizers: dict[str, torch.optim.Optimizer], train: TrainConfig, step: int, total: int) -> float:
+    lr = loop.learning_rate(train.lr, step, total, train.warmup_steps, train.lr_schedule, train.min_lr_ratio)
     for opt in optimizers.values():
         for group in opt.param_groups:
             group["lr"] = lr
@@ -84,8 +96,27 @@ def _clip(params: list[nn.Parameter], max_norm: float) -> None:
         nn.utils.clip_grad_norm_(params, max_norm)
 
 
-def _data(data: ClipSource | str | Path) -> ClipSource:
+def _data(data: ClipSource | str | Path | None) -> ClipSource | None:
+    if data is None:
+        return None
     return data if isinstance(data, ClipSource) else ClipSource.from_folder(data)
+
+
+def _split(batch: Batch, parts: int) -> list[Batch]:
+    """``parts`` equal micro-batches of ``batch``."""
+    if parts == 1:
+        return [batch]
+    n = batch.audio.shape[0]
+    if n % parts:
+        raise ConfigError(f"a batch of {n} does not split into {parts} micro-batches")
+    size = n // parts
+    return [Batch(batch.audio[i * size:(i + 1) * size],
+                  None if batch.text is None else batch.text[i * size:(i + 1) * size],
+                  batch.has_text[i * size:(i + 1) * size]) for i in range(parts)]
+
+
+def _ema(params: list[nn.Parameter], train: TrainConfig) -> loop.EMA | None:
+    return loop.EMA(params, train.ema_decay) if train.ema_decay > 0 else None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -94,57 +125,115 @@ def _data(data: ClipSource | str | Path) -> ClipSource:
 
 
 def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: str | Path, device: str = "cpu",
-              steps: int | None = None, progress: bool = True) -> Path:
+              steps: int | None = None, progress: bool = True, val_data: ClipSource | str | Path | None = None) -> Path:
     """Train ``stage`` to ``steps`` (default: the config's), resuming from ``out_dir/checkpoint.pt`` if present.
 
-    Returns the path of the final model file ``out_dir/<kind>.pt``.
+    Under torchrun every rank runs this; rank 0 writes the files. Returns the path of ``out_dir/<kind>.pt``.
     """
     from tqdm import tqdm
 
     train: TrainConfig = getattr(config, stage.section)
+    where = loop.ranks(device)
+    loop.enable_tf32(device)
     total = train.steps if steps is None else steps
+    if train.batch_size % (where.world * train.grad_accum_steps):
+        raise ConfigError(f"{stage.section}.batch_size {train.batch_size} is not a multiple of ranks x "
+                          f"grad_accum_steps = {where.world} x {train.grad_accum_steps}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    latest, log_path = out_dir / "checkpoint.pt", out_dir / "losses.csv"
+    if where.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    latest, log_path, val_path = out_dir / "checkpoint.pt", out_dir / "losses.csv", out_dir / "val.csv"
+    digests = {name: loop.frozen_digest(m) for name, m in stage.modules.items()}
     start = 0
     if latest.is_file():
         payload = load_checkpoint(latest, stage.kind, config)
+        saved_digests = payload["extra"].get("frozen_sha256", {})
         for name, module in stage.modules.items():
-            module.load_state_dict(payload["model"][name])
+            loop.load_trainable_state(module, payload["model"][name], saved_digests.get(name), str(latest))
         for name, opt in stage.optimizers.items():
             opt.load_state_dict(payload["optimizers"][name])
+        if stage.ema is not None and "__ema__" in payload["optimizers"]:
+            stage.ema.load_state_dict(payload["optimizers"]["__ema__"])
         start = int(payload["step"])
         final = out_dir / f"{stage.kind}.pt"
         if start == total and final.is_file():
             return final  # already finished
         if start > total:
             raise ConfigError(f"{latest}: checkpoint is at step {start}, past the requested {total} steps")
+    loop.broadcast_parameters(list(stage.modules.values()), where)
     segment = int(round(train.segment_s * config.audio_ae.sample_rate_hz))
     rows = _read_log(log_path, start)
+    val_rows = _read_log(val_path, start)
     started, elapsed0 = time.perf_counter(), (float(rows[-1]["elapsed_s"]) if rows else 0.0)
     for module in stage.modules.values():
         module.to(device).train()
+        if train.compile:
+            module.compile()
+    val_data = _data(val_data)
+    scalars = loop.ScalarLog(out_dir, where.is_main)
+    saved_step = start if latest.is_file() else None
 
     def save(step: int, path: Path, with_optim: bool = True) -> None:
-        save_checkpoint(
-            path, stage.kind, config, {n: m.state_dict() for n, m in stage.modules.items()}, step,
-            {n: o.state_dict() for n, o in stage.optimizers.items()} if with_optim else None, stage.extra,
-        )
+        nonlocal saved_step
+        if not where.is_main:
+            return
+        if with_optim:  # resume checkpoint: trained weights only, frozen ones by hash; older ones rotated
+            model = {n: loop.trainable_state(m) for n, m in stage.modules.items()}
+            optim = {n: o.state_dict() for n, o in stage.optimizers.items()}
+            if stage.ema is not None:
+                optim["__ema__"] = stage.ema.state_dict()
+            loop.rotate_checkpoints(path, train.keep_checkpoints, saved_step)
+            save_checkpoint(path, stage.kind, config, model, step, optim, {**stage.extra, "frozen_sha256": digests})
+            saved_step = step
+        else:  # the exported model: whole, with the EMA weights when enabled
+            with loop.maybe_swapped(stage.ema):
+                model = {n: m.state_dict() for n, m in stage.modules.items()}
+                save_checkpoint(path, stage.kind, config, model, step, None,
+                                {**stage.extra, "ema_decay": train.ema_decay})
 
+    def validate(step: int) -> None:
+        if stage.validate is None or val_data is None or not train.val_every_steps:
+            return
+        for module in stage.modules.values():
+            module.eval()
+        sums: dict[str, float] = {}
+        with loop.maybe_swapped(stage.ema), torch.no_grad(), loop.autocast(train.precision, device):
+            for i in range(train.val_batches):
+                batch = val_data.batch(train.batch_size // where.world, segment, train.seed + 104729, i)
+                batch = Batch(batch.audio.to(device), None if batch.text is None else batch.text.to(device),
+                              batch.has_text)
+                for k, v in stage.validate(batch, step_generator(train.seed + 104729, i)).items():
+                    sums[k] = sums.get(k, 0.0) + float(v) / train.val_batches
+        for module in stage.modules.values():
+            module.train()
+        sums = loop.average_scalars(sums, where)
+        if where.is_main:
+            val_rows.append({"step": step, **{f"val_{k}": v for k, v in sums.items()}})
+            _write_log(val_path, val_rows)
+            scalars.add("val", sums, step)
+
+    rank_rows = slice(where.rank * train.batch_size // where.world, (where.rank + 1) * train.batch_size // where.world)
+    batches = stream_batches(data, train.batch_size, segment, train.seed, start, total,
+                             rank_rows if where.world > 1 else None, train.num_workers)
     step = start
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"spresso {stage.kind}", disable=not progress)
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"spresso {stage.kind}",
+               disable=not progress or not where.is_main)
     try:
         for step in bar:
-            lr = _set_lr(stage.optimizers, train, step)
-            batch = data.batch(train.batch_size, segment, train.seed, step)
+            lr = _set_lr(stage.optimizers, train, step, total)
+            batch_step, batch = next(batches)
+            assert batch_step == step, (batch_step, step)
             batch = Batch(batch.audio.to(device), None if batch.text is None else batch.text.to(device), batch.has_text)
             losses = stage.step_fn(batch, step_generator(train.seed, step), step)
             bar.set_postfix(loss=f"{losses['loss']:.4f}")
-            if (step + 1) % train.log_every_steps == 0 or step + 1 == total:
+            if where.is_main and ((step + 1) % train.log_every_steps == 0 or step + 1 == total):
                 rows.append({"step": step + 1, **losses, "lr": lr,
                              "elapsed_s": elapsed0 + time.perf_counter() - started})
                 _write_log(log_path, rows)
+                scalars.add("train", {**losses, "lr": lr}, step + 1)
+            if train.val_every_steps and ((step + 1) % train.val_every_steps == 0 or step + 1 == total):
+                validate(step + 1)
             if (step + 1) % train.checkpoint_every_steps == 0 or step + 1 == total:
                 save(step + 1, latest)
     except KeyboardInterrupt:
@@ -152,13 +241,44 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
         if done > start:
             save(done, latest)
         raise
+    finally:
+        scalars.close()
     if stage.finish is not None:
         stage.finish()
     final = out_dir / f"{stage.kind}.pt"
     save(total, final, with_optim=False)
     if stage.finish is not None:  # statistics changed the model: the resume point must carry them
         save(total, latest)
+    if where.is_main:
+        (out_dir / "MODEL_CARD.md").write_text(model_card(stage, config, data, val_data, final, rows, val_rows,
+                                                          where.world))
     return final
+
+
+def model_card(stage: Stage, config: SPressoConfig, data: ClipSource, val_data: ClipSource | None, final: Path,
+               rows: list[dict[str, Any]], val_rows: list[dict[str, Any]], world: int) -> str:
+    """Markdown card of one trained model: data, steps, settings, last training and held-out losses."""
+    train: TrainConfig = getattr(config, stage.section)
+    hours = lambda source: sum(f / r for _, f, r in source.items) / 3600  # noqa: E731
+    last = rows[-1] if rows else {}
+    lines = [
+        f"# S-PRESSO {stage.kind} model card: {final.name} (sha256 {file_digest(final)[:12]})", "",
+        f"- config: {config.name}; time_pool t = {config.latent_encoder.time_pool}"
+        + (f" (z {100 / config.latent_encoder.time_pool:.4g} Hz)" if stage.kind == "stage1" else ""),
+        f"- data: {len(data)} clips, {hours(data):.3f} h"
+        + (f"; held out: {len(val_data)} clips, {hours(val_data):.3f} h" if val_data is not None else
+           "; no held-out clips (no validation)"),
+        f"- steps: {last.get('step', 0)} of batch {train.batch_size} x {train.segment_s:g} s ({world} rank(s), "
+        f"{train.grad_accum_steps} micro-batch(es)), lr {train.lr:g} ({train.lr_schedule}), precision "
+        f"{train.precision}, EMA {train.ema_decay:g}",
+        "- last training losses: " + ", ".join(f"{k} {float(v):.5g}" for k, v in last.items()
+                                               if k not in ("step", "elapsed_s", "lr")),
+        "- held-out: " + (", ".join(f"{k} {float(v):.5g}" for k, v in val_rows[-1].items() if k != "step")
+                          + f" (step {val_rows[-1]['step']})" if val_rows else "not measured"),
+        f"- frozen inputs: {', '.join(f'{k} {v}' for k, v in stage.extra.items() if k.endswith('sha256')) or 'none'}",
+        "", "Trained with codecbench (random-init start; no published S-PRESSO weights).", "",
+    ]
+    return "\n".join(lines)
 
 
 def _read_log(path: Path, up_to_step: int) -> list[dict[str, Any]]:
@@ -197,32 +317,59 @@ def audio_ae_stage(config: SPressoConfig, data: ClipSource, device: str = "cpu")
     recon_loss = ReconstructionLoss(config.audio_ae.sample_rate_hz).to(device)
     opt_g, opt_d = _optimizer(list(ae.parameters()), train), _optimizer(list(disc.parameters()), train)
     adversarial = weights["adv"] > 0 or weights["fm"] > 0
+    where = loop.ranks(device)
+    if train.grad_accum_steps != 1:
+        raise ConfigError("train_ae.grad_accum_steps: the AudioAE's GAN step takes whole batches (set 1; use more "
+                          "ranks or a smaller batch_size)")
+    ema = _ema(list(ae.parameters()), train)
+    amp = lambda: loop.autocast(train.precision, device)  # noqa: E731
 
     def step_fn(batch: Batch, generator: torch.Generator, step: int) -> dict[str, float]:
         audio = batch.audio
-        recon = ae(audio)
+        with amp():
+            recon = ae(audio)
         losses: dict[str, torch.Tensor] = {}
         if adversarial:
             opt_d.zero_grad()
-            losses["disc"] = discriminator_loss(disc(audio), disc(recon.detach()))
-            losses["disc"].backward()
+            with amp():
+                losses["disc"] = discriminator_loss(disc(audio), disc(recon.detach()))
+            losses["disc"].float().backward()
+            loop.average_gradients(list(disc.parameters()), where)
             _clip(list(disc.parameters()), train.grad_clip)
             opt_d.step()
-            real, fake = disc(audio), disc(recon)
-            losses["adv"], losses["fm"] = generator_adversarial_loss(fake), feature_matching_loss(real, fake)
-        losses["mel"], losses["stft"] = recon_loss.mel(recon, audio), recon_loss.stft(recon, audio)
-        total = sum(weights[k] * v for k, v in losses.items() if k in weights)
+            with amp():
+                real, fake = disc(audio), disc(recon)
+                losses["adv"], losses["fm"] = generator_adversarial_loss(fake), feature_matching_loss(real, fake)
+        recon32 = recon.float()
+        losses["mel"], losses["stft"] = recon_loss.mel(recon32, audio), recon_loss.stft(recon32, audio)
+        total = sum(weights[k] * v.float() for k, v in losses.items() if k in weights)
         opt_g.zero_grad()
         total.backward()
+        loop.average_gradients(list(ae.parameters()), where)
         _clip(list(ae.parameters()), train.grad_clip)
         opt_g.step()
-        return {"loss": total.item(), **{k: v.item() for k, v in losses.items()}}
+        if ema is not None:
+            ema.update()
+        return loop.average_scalars({"loss": total.item(), **{k: v.item() for k, v in losses.items()}}, where)
+
+    def validate(batch: Batch, generator: torch.Generator) -> dict[str, float]:
+        recon = ae(batch.audio).float()
+        return {"loss": float(recon_loss.mel(recon, batch.audio)), "mel_distance": _mel_distance(batch.audio, recon)}
 
     def finish() -> None:
-        set_latent_stats(ae, data, config, device)
+        with loop.maybe_swapped(ema):  # statistics of the exported (EMA) weights
+            set_latent_stats(ae, data, config, device)
 
     return Stage("audio_ae", "train_ae", {"ae": ae, "discriminator": disc}, {"ae": opt_g, "disc": opt_d}, step_fn,
-                 {}, finish)
+                 {}, finish, ema, validate)
+
+
+def _mel_distance(reference: torch.Tensor, decoded: torch.Tensor, sample_rate_hz: int = 48000) -> float:
+    """Mean multi-scale mel distance (codecbench's metric) of decoded [B, T] against reference [B, T]."""
+    from codecbench.bench.core.spectral import multiscale_mel_distance
+
+    values = multiscale_mel_distance(reference[:, None].float().cpu(), decoded[:, None].float().cpu(), sample_rate_hz)
+    return float(torch.as_tensor(values).float().mean())
 
 
 @torch.no_grad()
@@ -248,21 +395,24 @@ def dit_stage(config: SPressoConfig, data: ClipSource, ae_checkpoint: str | Path
     torch.manual_seed(train.seed)
     dit = DiT(config.dit).to(device)
     diffusion = build_diffusion(config.diffusion)
-    opt = _optimizer(list(dit.parameters()), train)
+    params = list(dit.parameters())
+    opt = _optimizer(params, train)
+    ema = _ema(params, train)
 
-    def step_fn(batch: Batch, generator: torch.Generator, step: int) -> dict[str, float]:
+    def loss_fn(batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.no_grad():
             x0 = ae.encode(batch.audio)
         keep = text_keep_mask(x0.shape[0], batch.text, batch.has_text, train.text_dropout, generator)
-        loss = diffusion.training_loss(dit, x0, generator, text=batch.text, text_keep=keep)
-        opt.zero_grad()
-        loss.backward()
-        _clip(list(dit.parameters()), train.grad_clip)
-        opt.step()
-        return {"loss": loss.item()}
+        return diffusion.training_loss(dit, x0, generator, text=batch.text, text_keep=keep), {}
 
+    def validate(batch: Batch, generator: torch.Generator) -> dict[str, float]:
+        x0 = ae.encode(batch.audio)
+        keep = text_keep_mask(x0.shape[0], batch.text, batch.has_text, 0.0, generator)
+        return {"loss": float(diffusion.training_loss(dit, x0, generator, text=batch.text, text_keep=keep))}
+
+    step_fn = loop.make_step(loss_fn, params, opt, train, device, loop.ranks(device), ema, _split, _clip)
     extra = {"ae_checkpoint": str(ae_checkpoint), "ae_sha256": file_digest(ae_checkpoint)}
-    return Stage("dit", "pretrain_dit", {"dit": dit}, {"dit": opt}, step_fn, extra)
+    return Stage("dit", "pretrain_dit", {"dit": dit}, {"dit": opt}, step_fn, extra, None, ema, validate)
 
 
 def stage1_stage(config: SPressoConfig, data: ClipSource, ae_checkpoint: str | Path, dit_checkpoint: str | Path,
@@ -273,21 +423,25 @@ def stage1_stage(config: SPressoConfig, data: ClipSource, ae_checkpoint: str | P
     model = SPresso(config, load_audio_ae(ae_checkpoint, config), load_dit(dit_checkpoint, config)).to(device)
     params = model.stage1_parameters()
     opt = _optimizer(params, train)
+    ema = _ema(params, train)
 
-    def step_fn(batch: Batch, generator: torch.Generator, step: int) -> dict[str, float]:
+    def loss_fn(batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         x0 = model.encode_latents(batch.audio)
-        loss = model.stage1_loss(x0, generator, batch.text, train.text_dropout, batch.has_text)
-        opt.zero_grad()
-        loss.backward()
-        _clip(params, train.grad_clip)
-        opt.step()
-        return {"loss": loss.item()}
+        return model.stage1_loss(x0, generator, batch.text, train.text_dropout, batch.has_text), {}
+
+    def validate(batch: Batch, generator: torch.Generator) -> dict[str, float]:
+        x0 = model.encode_latents(batch.audio)
+        loss = float(model.stage1_loss(x0, generator, None, 1.0, None))  # null text, as the codec decodes
+        decoded = model.decode(model.encode(batch.audio), batch.audio.shape[-1], seed=0)
+        return {"loss": loss, "mel_distance": _mel_distance(batch.audio, decoded)}
+
+    step_fn = loop.make_step(loss_fn, params, opt, train, device, loop.ranks(device), ema, _split, _clip)
 
     extra = {
         "ae_checkpoint": str(ae_checkpoint), "ae_sha256": file_digest(ae_checkpoint),
         "dit_checkpoint": str(dit_checkpoint), "dit_sha256": file_digest(dit_checkpoint),
     }
-    return Stage("stage1", "stage1", {"spresso": model}, {"stage1": opt}, step_fn, extra)
+    return Stage("stage1", "stage1", {"spresso": model}, {"stage1": opt}, step_fn, extra, None, ema, validate)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -296,23 +450,26 @@ def stage1_stage(config: SPressoConfig, data: ClipSource, ae_checkpoint: str | P
 
 
 def train_audio_ae(config: SPressoConfig, data: ClipSource | str | Path, out_dir: str | Path, device: str = "cpu",
-                   steps: int | None = None, progress: bool = True) -> Path:
-    data = _data(data)
-    return run_stage(audio_ae_stage(config, data, device), config, data, out_dir, device, steps, progress)
+                   steps: int | None = None, progress: bool = True, val_data: ClipSource | str | Path | None = None,
+                   ) -> Path:
+    data, device = _data(data), loop.local_device(device)
+    return run_stage(audio_ae_stage(config, data, device), config, data, out_dir, device, steps, progress, val_data)
 
 
 def pretrain_dit(config: SPressoConfig, data: ClipSource | str | Path, out_dir: str | Path, ae_checkpoint: str | Path,
-                 device: str = "cpu", steps: int | None = None, progress: bool = True) -> Path:
-    data = _data(data)
-    return run_stage(dit_stage(config, data, ae_checkpoint, device), config, data, out_dir, device, steps, progress)
+                 device: str = "cpu", steps: int | None = None, progress: bool = True,
+                 val_data: ClipSource | str | Path | None = None) -> Path:
+    data, device = _data(data), loop.local_device(device)
+    return run_stage(dit_stage(config, data, ae_checkpoint, device), config, data, out_dir, device, steps, progress,
+                     val_data)
 
 
 def train_stage1(config: SPressoConfig, data: ClipSource | str | Path, out_dir: str | Path, ae_checkpoint: str | Path,
                  dit_checkpoint: str | Path, device: str = "cpu", steps: int | None = None,
-                 progress: bool = True) -> Path:
-    data = _data(data)
+                 progress: bool = True, val_data: ClipSource | str | Path | None = None) -> Path:
+    data, device = _data(data), loop.local_device(device)
     stage = stage1_stage(config, data, ae_checkpoint, dit_checkpoint, device)
-    return run_stage(stage, config, data, out_dir, device, steps, progress)
+    return run_stage(stage, config, data, out_dir, device, steps, progress, val_data)
 
 
 def make_tiny_checkpoint(out_dir: str | Path, time_pool: int = 4, steps: tuple[int, int, int] = (60, 150, 300),
