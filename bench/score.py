@@ -240,8 +240,7 @@ def print_tables(table: pd.DataFrame, console: Any = None) -> None:
         items = Table(title="per item")
         for header in ("condition", "item", *item_columns, "alignment"):
             items.add_column(header, justify="right" if header in item_columns else "left")
-        for row in wide(table).itertuples(index=False):
-            row = row._asdict()
+        for row in wide(table).to_dict("records"):  # not itertuples: `pesq_wb_mos-lqo` is no identifier
             cells = []
             for column in item_columns:
                 error = row.get(f"{column}_error") or ""
