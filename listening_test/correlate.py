@@ -530,13 +530,14 @@ def plot_metric(res: Correlation, joined: Joined, grades: Sequence[Interval], ou
     yerr = np.vstack([y - [iv.low for iv in grades], [iv.high for iv in grades] - y])
     ax.errorbar(x, y, xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr), fmt="o", color="black", capsize=3,
                 label="system mean, 95 % CI", zorder=2)
-    for xi, yi, name in zip(x, y, joined.systems):
-        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for n, (xi, yi, name) in enumerate(zip(x, y, joined.systems)):  # alternate sides: close points stay legible
+        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4 if n % 2 == 0 else -10), fontsize=7)
     s = res.statistics
-    ax.set_title(f"{res.metric.metric}: system Spearman {s['system_spearman'].estimate:.2f} "
+    ax.set_title(f"{res.metric.metric}: system Spearman* {s['system_spearman'].estimate:.2f} "
                  f"[{s['system_spearman'].low:.2f}, {s['system_spearman'].high:.2f}], "
-                 f"stimulus Pearson {s['stimulus_pearson'].estimate:.2f}\n"
-                 f"{len(joined.systems)} systems, {len(joined.items)} items, {len(joined.assessors)} assessors",
+                 f"stimulus Pearson* {s['stimulus_pearson'].estimate:.2f}\n"
+                 f"{len(joined.systems)} systems, {len(joined.items)} items, {len(joined.assessors)} assessors "
+                 "(*oriented: > 0 agrees with listeners)",
                  fontsize=9)
     ax.set_xlabel(_axis_label(res.metric))
     ax.set_ylabel("mean MUSHRA grade (0-100)")
