@@ -107,8 +107,11 @@ def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, pr
             if "error" in entry:
                 rows.append({**base, "value": math.nan, "status": "failed", "stage": "metric", "error": entry["error"]})
             else:
-                rows.append({**base, "value": entry["value"], "status": "ok", "stage": "", "error": "",
-                             "extras": json.dumps(entry.get("extras", {}), sort_keys=True, default=str)})
+                extras = entry.get("extras", {})  # a value a metric marks unreliable (FAD-inf) keeps its reason
+                rows.append({**base, "value": entry["value"], "status": extras.get("status", "ok"),
+                             "stage": "" if extras.get("status", "ok") == "ok" else "metric",
+                             "error": extras.get("status_reason", ""),
+                             "extras": json.dumps(extras, sort_keys=True, default=str)})
             if progress is not None:
                 progress.update(1)
     return rows, stats

@@ -114,7 +114,8 @@ def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_h
 def _value(result: Any) -> dict[str, Any]:
     if isinstance(result, MetricFailure):
         return {"value": math.nan, "status": "failed", "error": str(result), "extras": "{}"}
-    return {"value": result.value, "status": "ok", "error": "",
+    return {"value": result.value, "status": result.extras.get("status", "ok"),  # FAD-inf may say "unreliable"
+            "error": result.extras.get("status_reason", ""),
             "extras": json.dumps(result.extras, sort_keys=True, default=str)}
 
 
