@@ -153,6 +153,11 @@ def run(
     totals["metric_computations"] += set_stats["set_computations"]
     table = results_mod.to_table(item_table.to_dict("records") + set_rows)
     results_mod.write(table, run_dir)
+    bitstream_rows = entropy_summary.pop("bitstream_stats", [])
+    if bitstream_rows:  # codebook utilisation, perplexity, tokens/s per discrete point (codecs/bitstream_stats.py)
+        import pandas as pd
+
+        pd.DataFrame(bitstream_rows).to_csv(run_dir / "bitstream_stats.csv", index=False)
 
     # 4. manifest
     from codecbench.bench.runner import metric_instance

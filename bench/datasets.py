@@ -1,6 +1,6 @@
 """Datasets: a folder of audio files or a CSV manifest -> validated items in the evaluation format.
 
-Each clip is loaded, validated, converted (downmix policy, then resampling with :data:`bench.audio.RESAMPLER`)
+Each clip is loaded, validated, converted (downmix policy, then resampling with :data:`bench.core.audio.RESAMPLER`)
 and cut into fixed-length segments. A clip at most ``pad_tolerance`` (5 % by default) shorter than a segment is
 zero-padded and that is recorded; longer clips give up to ``max_segments_per_clip`` full segments.
 

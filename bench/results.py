@@ -107,8 +107,11 @@ def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, pr
             if "error" in entry:
                 rows.append({**base, "value": math.nan, "status": "failed", "stage": "metric", "error": entry["error"]})
             else:
-                rows.append({**base, "value": entry["value"], "status": "ok", "stage": "", "error": "",
-                             "extras": json.dumps(entry.get("extras", {}), sort_keys=True, default=str)})
+                extras = entry.get("extras", {})  # a value a metric marks unreliable (FAD-inf) keeps its reason
+                rows.append({**base, "value": entry["value"], "status": extras.get("status", "ok"),
+                             "stage": "" if extras.get("status", "ok") == "ok" else "metric",
+                             "error": extras.get("status_reason", ""),
+                             "extras": json.dumps(extras, sort_keys=True, default=str)})
             if progress is not None:
                 progress.update(1)
     return rows, stats
@@ -127,9 +130,15 @@ def add_entropy_coded_rates(table: pd.DataFrame, config: RunConfig) -> tuple[pd.
     summary: dict[str, Any] = {"fit_fraction": config.entropy_fit_fraction, "coder": "constriction ANS, static per-codebook models", "points": {}}
     items = table[(table["level"] == "item") & (table["decoded_key"] != "")].drop_duplicates(["codec", "point", "item_id"])
     updates: dict[tuple[str, str, str], float] = {}
+    stats_rows: list[dict[str, Any]] = []  # bitstream statistics per codebook (codecs/bitstream_stats.py)
     for (codec, point), group in items.groupby(["codec", "point"], sort=False):
         group = group.sort_values("item_id")
         streams = [load_code_streams(cache, key) for key in group["decoded_key"]]
+        if streams and all(s is not None for s in streams):
+            from codecbench.codecs import bitstream_stats
+
+            stats_rows += [{**row, "bitrate_kbps": float(group["bitrate_kbps"].median())}
+                           for row in bitstream_stats.rows(codec, point, streams)]
         if any(s is None for s in streams) or len(group) < 2:
             continue
         bitstreams = [Bitstream(1, max(1, int(round(d * 1000))), streams=s) for s, d in zip(streams, group["duration_s"])]
@@ -147,6 +156,10 @@ def add_entropy_coded_rates(table: pd.DataFrame, config: RunConfig) -> tuple[pd.
     if updates:
         index = list(zip(table["codec"], table["point"], table["item_id"]))
         table["entropy_coded_kbps"] = [updates.get(k, v) for k, v in zip(index, table["entropy_coded_kbps"])]
+    for row in stats_rows:  # next to the held-out ANS-coded rate of the same point (NaN where none was coded)
+        coded = [v for (c, p, _), v in updates.items() if (c, p) == (row["codec"], row["point"])]
+        row["entropy_coded_kbps"] = float(np.mean(coded)) if coded else math.nan
+    summary["bitstream_stats"] = stats_rows  # written to bitstream_stats.csv by the caller, not the manifest
     return table, summary
 
 

@@ -114,7 +114,8 @@ def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_h
 def _value(result: Any) -> dict[str, Any]:
     if isinstance(result, MetricFailure):
         return {"value": math.nan, "status": "failed", "error": str(result), "extras": "{}"}
-    return {"value": result.value, "status": "ok", "error": "",
+    return {"value": result.value, "status": result.extras.get("status", "ok"),  # FAD-inf may say "unreliable"
+            "error": result.extras.get("status_reason", ""),
             "extras": json.dumps(result.extras, sort_keys=True, default=str)}
 
 
@@ -240,8 +241,7 @@ def print_tables(table: pd.DataFrame, console: Any = None) -> None:
         items = Table(title="per item")
         for header in ("condition", "item", *item_columns, "alignment"):
             items.add_column(header, justify="right" if header in item_columns else "left")
-        for row in wide(table).itertuples(index=False):
-            row = row._asdict()
+        for row in wide(table).to_dict("records"):  # not itertuples: `pesq_wb_mos-lqo` is no identifier
             cells = []
             for column in item_columns:
                 error = row.get(f"{column}_error") or ""

@@ -143,7 +143,7 @@ def _names(paths: Sequence[str], limit: int = _MAX_LISTED) -> str:
 
 
 def list_audio(folder: str | Path) -> dict[str, Path]:
-    """The audio files directly in ``folder`` (suffixes of :data:`bench.audio.AUDIO_SUFFIXES`) by name stem.
+    """The audio files directly in ``folder`` (suffixes of :data:`bench.core.audio.AUDIO_SUFFIXES`) by name stem.
 
     Raises :class:`AudioInputError` for a missing folder, a folder without audio, or two files with one stem.
     """

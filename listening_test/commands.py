@@ -1,4 +1,4 @@
-"""``codecbench mushra build | serve | analyze``: MUSHRA listening tests from a finished run."""
+"""``codecbench mushra build | serve | analyze | correlate``: MUSHRA listening tests from a finished run."""
 
 from __future__ import annotations
 
@@ -71,6 +71,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                          help="behaviour rule: a stimulus played for less than this was not listened to")
     analyze.set_defaults(func=_analyze)
 
+    corr = sub.add_parser("correlate", help="metric validity: correlate listener grades with metric scores")
+    corr.add_argument("ratings", type=Path, help="ratings: codecbench database/export, or a CSV/parquet (--*-col)")
+    corr.add_argument("scores", type=Path, help="`codecbench score --out` long table or a run's results table")
+    corr.add_argument("--out", type=Path, required=True, help="output folder")
+    corr.add_argument("--item-col", help="ratings column of the item (default item_id)")
+    corr.add_argument("--condition-col", help="ratings column of the condition (default condition)")
+    corr.add_argument("--assessor-col", help="ratings column of the assessor (default participant_id)")
+    corr.add_argument("--rating-col", help="ratings column of the 0-100 grade (default score)")
+    corr.add_argument("--map", action="append", default=[], metavar="RATED=SCORED",
+                      help="rated condition name -> scored condition label (repeat); unmapped names match as they are")
+    corr.add_argument("--metrics", help="comma-separated item metrics (default: every item metric in SCORES)")
+    corr.add_argument("--reference", default="reference", help="condition name of the hidden reference")
+    corr.add_argument("--anchor", default="lowpass_7k", help="condition name of the mid-range (7 kHz) anchor")
+    corr.add_argument("--n-resamples", type=int, default=2000, help="two-way bootstrap resamples (2000)")
+    corr.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
+    corr.set_defaults(func=_correlate)
+
 
 def _build(args: argparse.Namespace) -> int:
     from codecbench.listening_test.bundle import build_bundle
@@ -142,4 +159,17 @@ def _analyze(args: argparse.Namespace) -> int:
                          min_played_s=args.min_played_s)
     print(result.summary_text())
     print(f"tables and plots written to {args.out}")
+    return 0
+
+
+def _correlate(args: argparse.Namespace) -> int:
+    from codecbench.listening_test.correlate import correlate
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    result = correlate(args.ratings, args.scores, args.out, condition_map=args.map, metrics=metrics,
+                       item_col=args.item_col, condition_col=args.condition_col, assessor_col=args.assessor_col,
+                       rating_col=args.rating_col, reference=args.reference, anchor=args.anchor,
+                       n_resamples=args.n_resamples, seed=args.seed)
+    print(result.summary_text())
+    print(f"tables and figures written to {args.out}")
     return 0

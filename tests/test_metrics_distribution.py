@@ -65,9 +65,28 @@ def test_kad_matches_pure_function(rng):
 
 def test_fad_inf_reports_fit(rng):
     refs, degs = _sets(rng, count=6)
-    value = FadInfLogMel(steps=8).compute_set(refs, degs, SR)
+    value = FadInfLogMel(steps=8, bootstrap_resamples=0).compute_set(refs, degs, SR)
     assert 0.0 <= value.extras["r_squared"] <= 1.0 and len(value.extras["subset_sizes"]) == 8
-    assert value.value == FadInfLogMel(steps=8).compute_set(refs, degs, SR).value  # seeded
+    assert value.value == FadInfLogMel(steps=8, bootstrap_resamples=0).compute_set(refs, degs, SR).value  # seeded
+
+
+def test_fad_inf_status_estimator_and_bootstrap_ci(rng):
+    refs, degs = _sets(rng, count=6, seconds=2.0, noise=0.3)
+    value = FadInfLogMel(bootstrap_resamples=20).compute_set(refs, degs, SR)
+    extras = value.extras
+    assert extras["estimator"] == "codecbench" and extras["status"] in ("ok", "unreliable")
+    assert (extras["status"] == "ok") == (extras["status_reason"] == "")
+    assert extras["ci_low"] <= extras["ci_high"] and extras["ci_resamples"] == 20
+    fadtk = FadInfLogMel(estimator="fadtk", bootstrap_resamples=0).compute_set(refs, degs, SR)
+    assert fadtk.extras["estimator"] == "fadtk" and len(fadtk.extras["subset_sizes"]) >= 5
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        FadInfLogMel(estimator="mine")
+
+
+def test_fad_inf_exists_for_every_embedder():
+    set_metrics = {name for name in registry.names() if registry.get(name).info.level == "set"}
+    for fad in {n for n in set_metrics if n.startswith("fad_") and not n.startswith("fad_inf_")}:
+        assert "fad_inf_" + fad[4:] in set_metrics, fad
 
 
 def test_too_few_frames_fails(rng):

@@ -51,3 +51,16 @@ def test_set_level_rows_have_no_ci_and_continuous_rate_is_compression_ratio(tabl
 def test_several_runs_label_systems_with_the_run():
     table = add_system_columns(pd.DataFrame(synthetic_rows("v2")), several_runs=True)
     assert "opus [v2]" in set(table["system"]) and "neuralx [v2] (random init)" in set(table["system"])
+
+
+def test_set_metric_ci_comes_from_its_extras():
+    import json
+
+    rows = pd.DataFrame(synthetic_rows())
+    fad = (rows["metric"] == "fad") & (rows["codec"] == "opus")
+    rows.loc[fad, "extras"] = [json.dumps({"ci_low": v * 0.9, "ci_high": v * 1.2}) for v in rows.loc[fad, "value"]]
+    table = add_system_columns(rows, several_runs=False)
+    summary = summarise(table[table["status"] == "ok"], n_resamples=100)
+    r = _row(summary, "opus", "bitrate_kbps=6", "fad")
+    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(0.9 / 6), pytest.approx(1.2 / 6))
+    assert np.isnan(_row(summary, "latent", "t=8", "fad")["ci_low"])  # no CI computed: NaN, not invented

@@ -44,3 +44,18 @@ def test_combine_refuses_duplicate_run_names(tmp_path):
     b = load_run(write_synthetic_run(tmp_path / "y"))
     with pytest.raises(ReportInputError, match="same run name"):
         combine([a, b])
+
+
+def test_unreliable_set_values_are_set_aside_like_failures(tmp_path):
+    run_dir = write_synthetic_run(tmp_path)
+    table = pd.read_parquet(run_dir / "results.parquet")
+    fad = (table["metric"] == "fad") & (table["codec"] == "opus")
+    table.loc[fad, ["status", "error"]] = ["unreliable", "negative extrapolation -0.1"]
+    table.to_parquet(run_dir / "results.parquet")
+    run = load_run(run_dir)
+    assert not ((run.ok["metric"] == "fad") & (run.ok["codec"] == "opus")).any()
+    assert set(run.failed["status"]) == {"failed", "unreliable"} and (run.failed["status"] == "unreliable").sum() == fad.sum()
+    table.loc[fad, "status"] = "maybe"
+    table.to_parquet(run_dir / "results.parquet")
+    with pytest.raises(ReportInputError, match=r"unknown status value\(s\) \['maybe'\]; valid: 'ok', 'failed', 'unreliable'"):
+        load_run(run_dir)

@@ -183,3 +183,16 @@ def test_spresso_demo_every_condition(shared_data: Path) -> None:
     deg, _ = sf.read(row["decoded_path"], dtype="float32")
     expected = PeakError().score(ref[None], np.pad(deg, (0, 2041))[None], SR).value
     assert row["value"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_set_metric_marked_unreliable_keeps_its_status(dirs: dict) -> None:
+    class Extrapolated(SetMetric):
+        info = MetricInfo(name="extrapolated", unit="", higher_is_better=False, needs_reference=True, level="set",
+                          sample_rate_hz=None, version="1", citation="test")
+
+        def compute_set(self, references, degraded, sample_rate_hz):
+            return MetricValue(-0.5, {"status": "unreliable", "status_reason": "negative extrapolation -0.5"})
+
+    table = score_mod.score(dirs["ref"], dirs["deg"], metrics=[Extrapolated()])
+    row = table[table["metric"] == "extrapolated"].iloc[0]
+    assert (row["status"], row["error"], row["value"]) == ("unreliable", "negative extrapolation -0.5", -0.5)

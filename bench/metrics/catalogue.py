@@ -17,4 +17,8 @@ BUILTIN_METRICS: dict[str, str] = {
     "fad_pann": "codecbench.bench.metrics.model_metrics:FadPann",
     "fad_vggish": "codecbench.bench.metrics.model_metrics:FadVggish",
     "kad_vggish": "codecbench.bench.metrics.model_metrics:KadVggish",
+    "fad_inf_clap": "codecbench.bench.metrics.model_metrics:FadInfClap",
+    "fad_inf_encodec": "codecbench.bench.metrics.model_metrics:FadInfEncodec",
+    "fad_inf_pann": "codecbench.bench.metrics.model_metrics:FadInfPann",
+    "fad_inf_vggish": "codecbench.bench.metrics.model_metrics:FadInfVggish",
 }

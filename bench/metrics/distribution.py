@@ -6,7 +6,7 @@ an :class:`~codecbench.bench.metrics.embeddings.Embedder`. Embeddings go through
 
 ``compute_set`` returns the value with extras: ``n`` (degraded frames; ``n_counts`` says so), ``n_reference``,
 ``dims``, ``n_items``, ``reference_duration_s``, ``degraded_duration_s``, the embedder identity and a percentile
-bootstrap 95% CI over items (items resampled with replacement, reference and degraded paired, seeded;
+bootstrap 95% CI over items (``ci_low``, ``ci_high``; the report's summaries and figures read them) (items resampled with replacement, reference and degraded paired, seeded;
 :func:`codecbench.bench.core.stats.bootstrap_ci`). FAD and KAD bootstraps reuse per-item sufficient statistics
 (sums and outer products; kernel block sums), so they cost no extra embedding.
 """
@@ -146,23 +146,48 @@ class FrechetAudioDistance(EmbeddingSetMetric):
 
 
 class FadInfinity(EmbeddingSetMetric):
-    """FAD-inf: FAD extrapolated to infinitely many degraded frames (seeded subsets; R^2 in extras)."""
+    """FAD-inf: FAD extrapolated to infinitely many frames (:func:`codecbench.bench.metrics.frechet.fad_inf`).
 
-    def __init__(self, *, steps: int = 20, seed: int = 0, cache_dir: str | None = None, device: str = "cpu",
-                 batch_size: int = 8):
-        super().__init__(bootstrap_resamples=0, seed=seed, cache_dir=cache_dir, device=device, batch_size=batch_size)
-        self.options["steps"] = int(steps)
-        self.steps = int(steps)
+    Options: ``estimator`` (``"codecbench"``, the default, or ``"fadtk"``), ``steps`` (subset sizes, >= 5),
+    ``repeats`` (draws per size, codecbench estimator), ``bootstrap_resamples`` (item bootstrap of the whole
+    estimate, default 50; each resample refits the whole estimate). ``extras["status"]`` is ``unreliable`` with
+    ``extras["status_reason"]`` when the frames are too few, the fit is poor (R^2 < 0.9 with an imprecise intercept)
+    or the intercept is negative;
+    the results table then carries that status instead of ``ok``.
+    """
+
+    def __init__(self, *, steps: int | None = None, estimator: str = "codecbench", repeats: int = 4,
+                 bootstrap_resamples: int = 50, **kwargs: Any):
+        super().__init__(bootstrap_resamples=bootstrap_resamples, **kwargs)
+        if estimator not in frechet.FAD_INF_ESTIMATORS:
+            raise ValueError(f"{self.info.name}: estimator must be one of {frechet.FAD_INF_ESTIMATORS}, "
+                             f"got {estimator!r}")
+        if steps is not None and int(steps) < frechet.FAD_INF_MIN_SIZES:
+            raise ValueError(f"{self.info.name}: steps must be >= {frechet.FAD_INF_MIN_SIZES}, got {steps}")
+        self.options.update(steps=steps, estimator=estimator, repeats=int(repeats))
+        self.steps, self.estimator, self.repeats = steps, estimator, int(repeats)
+
+    def _estimate(self, ref: np.ndarray, deg: np.ndarray) -> frechet.FadInf:
+        return frechet.fad_inf(ref, deg, steps=self.steps, seed=self.seed, estimator=self.estimator,
+                               repeats=self.repeats)
 
     def compute_set(
         self, references: Sequence[np.ndarray], degraded: Sequence[np.ndarray], sample_rate_hz: int
     ) -> MetricValue:
         ref_emb, deg_emb, extras = self.embed_sets(references, degraded, sample_rate_hz)
-        result = frechet.fad_inf(np.concatenate(ref_emb), np.concatenate(deg_emb), steps=self.steps, seed=self.seed)
+        result = self._estimate(np.concatenate(ref_emb), np.concatenate(deg_emb))
         extras.update(
-            r_squared=result.r_squared, slope=result.slope, subset_sizes=list(result.sizes), subset_fads=list(result.fads),
-            ci="not computed (FAD-inf is an extrapolation; see r_squared)",
+            estimator=result.estimator, r_squared=result.r_squared, slope=result.slope,
+            subset_sizes=list(result.sizes), subset_fads=list(result.fads), status=result.status,
+            status_reason=result.reason, intercept_se=result.intercept_se,
+            min_r_squared=frechet.FAD_INF_MIN_R_SQUARED, max_relative_se=frechet.FAD_INF_MAX_RELATIVE_SE,
         )
+
+        def statistic(rows: np.ndarray) -> float:
+            return self._estimate(np.concatenate([ref_emb[i] for i in rows]),
+                                  np.concatenate([deg_emb[i] for i in rows])).value
+
+        extras.update(self._bootstrap(len(degraded), statistic))
         return MetricValue(result.value, extras)
 
 
@@ -247,7 +272,7 @@ class FadInfLogMel(FadInfinity):
     info = MetricInfo(
         name="fad_inf_logmel", unit="", higher_is_better=False, needs_reference=True, level="set",
         sample_rate_hz=LogMelEmbedder.sample_rate_hz, version="1", citation=FAD_INF_CITATION,
-        description=f"FAD-inf (extrapolated, seeded, R^2 reported) on {_LOGMEL}",
+        description=f"FAD-inf (extrapolated, seeded, R^2 and status reported) on {_LOGMEL}",
     )
 
 

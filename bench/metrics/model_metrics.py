@@ -19,7 +19,9 @@ from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue
 from codecbench.bench.metrics.distribution import (
     FAD_CITATION,
+    FAD_INF_CITATION,
     KAD_CITATION,
+    FadInfinity,
     FrechetAudioDistance,
     KernelAudioDistance,
 )
@@ -114,9 +116,9 @@ class ClapSimilarity(_ModelOptions, ItemMetric):
 class _ModelSetMetric(_ModelOptions):
     def __init__(self, *, random_init: bool = False, weights_dir: str | None = None, seed: int = 0,
                  bootstrap_resamples: int = 200, batch_size: int = 8, cache_dir: str | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", **kwargs: Any):  # kwargs: the statistic's own options (FAD-inf steps, ...)
         super().__init__(bootstrap_resamples=bootstrap_resamples, seed=seed, batch_size=batch_size,
-                         cache_dir=cache_dir, device=device)
+                         cache_dir=cache_dir, device=device, **kwargs)
         self.options.update(random_init=random_init, weights_dir=weights_dir)
         self.random_init, self.weights_dir = bool(random_init), weights_dir
 
@@ -156,6 +158,21 @@ class FadPann(_ModelSetMetric, FrechetAudioDistance):
     info = _set_info("fad_pann", PannEmbedder, FAD_CITATION, "FAD")
 
 
+class FadInfClap(_ModelSetMetric, FadInfinity):
+    embedder_class = ClapEmbedder
+    info = _set_info("fad_inf_clap", ClapEmbedder, FAD_INF_CITATION, "FAD-inf")
+
+
+class FadInfEncodec(_ModelSetMetric, FadInfinity):
+    embedder_class = EncodecEmbedder
+    info = _set_info("fad_inf_encodec", EncodecEmbedder, FAD_INF_CITATION, "FAD-inf")
+
+
+class FadInfPann(_ModelSetMetric, FadInfinity):
+    embedder_class = PannEmbedder
+    info = _set_info("fad_inf_pann", PannEmbedder, FAD_INF_CITATION, "FAD-inf")
+
+
 class _VggishOptions:
     """Adds the ``postprocess`` option (PCA + 8-bit quantisation as the released AudioSet embeddings; off by default,
     as fadtk and frechet-audio-distance)."""
@@ -175,6 +192,11 @@ class _VggishOptions:
 class FadVggish(_VggishOptions, _ModelSetMetric, FrechetAudioDistance):
     embedder_class = VggishEmbedder
     info = _set_info("fad_vggish", VggishEmbedder, FAD_CITATION, "FAD (Kilgour et al.'s original embedding; 0.96 s examples)")
+
+
+class FadInfVggish(_VggishOptions, _ModelSetMetric, FadInfinity):
+    embedder_class = VggishEmbedder
+    info = _set_info("fad_inf_vggish", VggishEmbedder, FAD_INF_CITATION, "FAD-inf")
 
 
 class KadVggish(_VggishOptions, _ModelSetMetric, KernelAudioDistance):

@@ -1,8 +1,9 @@
 """Per operating point summaries: the mean of each item metric over items with its bootstrap 95 % CI.
 
 One row per (run, codec, point, metric). Item-level metrics get a percentile-bootstrap CI over items
-(:func:`codecbench.bench.core.stats.bootstrap_ci`); set-level metrics (FAD, KAD, ...) are one value per point and carry
-no CI here (their own uncertainty, where computed, lives in the row's extras). Rates of a point are the median
+(:func:`codecbench.bench.core.stats.bootstrap_ci`); set-level metrics (FAD, KAD, FAD-inf, ...) are one value per point
+whose CI is the metric's own item bootstrap, read from the row's extras (``ci_low``, ``ci_high``; NaN where the
+metric computed none). Rates of a point are the median
 over its rows (the nominal bitrate can differ by a rounding between items of different lengths).
 """
 
@@ -72,8 +73,8 @@ def summarise(
         if level == "item":
             ci = bootstrap_ci(values, confidence=confidence, n_resamples=n_resamples, seed=seed)
             mean, low, high = ci.estimate, ci.low, ci.high
-        else:
-            mean, low, high = float(values.mean()), np.nan, np.nan
+        else:  # one value per point; its own CI (item bootstrap, FAD/KAD/FAD-inf) is in the row's extras
+            mean, low, high = float(values.mean()), *_set_ci(part)
         rate = rates.loc[(run, codec, point)]
         n_failed = counts.get((run, codec, point, metric), 0) + counts.get((run, codec, point, ""), 0)
         rows.append(
@@ -101,6 +102,22 @@ def summarise(
             )  # fmt: skip
         )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def _set_ci(part: pd.DataFrame) -> tuple[float, float]:
+    """(ci_low, ci_high) a set metric computed for its single row (extras JSON), else NaN."""
+    import json
+
+    if len(part) != 1 or "extras" not in part.columns:
+        return np.nan, np.nan
+    try:
+        extras = json.loads(part["extras"].iloc[0] or "{}")
+    except (TypeError, json.JSONDecodeError):
+        return np.nan, np.nan
+    low, high = extras.get("ci_low"), extras.get("ci_high")
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        return np.nan, np.nan
+    return float(low), float(high)
 
 
 def rate_of(row: pd.Series | dict) -> float:

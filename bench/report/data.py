@@ -1,6 +1,6 @@
 """Reading finished run folders for the reports: the results table, the manifest and the decoded-audio cache.
 
-A report reads nothing else (architecture.md). Rows whose ``status`` is ``failed`` are set aside and counted;
+A report reads nothing else (architecture.md). Rows whose ``status`` is ``failed`` (or ``unreliable``: a FAD-inf fit that fails its checks) are set aside and counted;
 every number in a report is computed from the ``ok`` rows only.
 """
 
@@ -88,9 +88,9 @@ def _normalise(table: pd.DataFrame, source: Path) -> pd.DataFrame:
     if "point_params" not in table.columns:
         table["point_params"] = "{}"
     table["point_params"] = table["point_params"].fillna("{}").astype(str)
-    bad_status = sorted(set(table["status"]) - {"ok", "failed"})
+    bad_status = sorted(set(table["status"]) - {"ok", "failed", "unreliable"})
     if bad_status:
-        raise ReportInputError(f"{source}: unknown status value(s) {bad_status}; valid: 'ok', 'failed'")
+        raise ReportInputError(f"{source}: unknown status value(s) {bad_status}; valid: 'ok', 'failed', 'unreliable'")
     bad_level = sorted(set(table.loc[table["status"] == "ok", "level"]) - {"item", "set"})
     if bad_level:
         raise ReportInputError(f"{source}: unknown level value(s) {bad_level}; valid: 'item', 'set'")
@@ -138,7 +138,7 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         name = run_dir.name
     table.loc[table["run"] == "", "run"] = name
     ok = table[table["status"] == "ok"].reset_index(drop=True)
-    failed = table[table["status"] == "failed"].reset_index(drop=True)
+    failed = table[table["status"] != "ok"].reset_index(drop=True)  # failed, or unreliable (FAD-inf): set aside
     if ok.empty:
         raise ReportInputError(f"{run_dir}: the results table has no 'ok' rows ({len(failed)} failed rows)")
     return RunData(run_dir, name, ok, failed, manifest, _find_cache_dir(run_dir, manifest))
