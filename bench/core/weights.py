@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from codecbench.bench.core.errors import WeightsNotFoundError
@@ -84,3 +85,35 @@ def fetch(model: str, filename: str, url: str, subdir: str = "", override: str |
     except Exception as exc:  # network errors come in many types
         raise WeightsNotFoundError(model, filename, url, path) from exc
     return path
+
+
+_root_dir = weights_dir  # the methods below take a parameter of that name
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """Where a model's exact weights file lives: its name, official source, sub-folder of the weights directory."""
+
+    model: str
+    filename: str
+    source: str
+    subdir: str
+
+    def path(self, weights_dir: str | None = None) -> Path:
+        return _root_dir(weights_dir) / self.subdir / self.filename
+
+    def missing_reason(self, weights_dir: str | None = None) -> str | None:
+        """None when the file is present or may be downloaded (online); else the reason (file, source, path)."""
+        if self.path(weights_dir).is_file() or not is_offline():
+            return None
+        return str(WeightsNotFoundError(self.model, self.filename, self.source, self.path(weights_dir)))
+
+    def fetch(self, weights_dir: str | None = None) -> Path:
+        """Path of the file; downloads it from its official source when absent and online."""
+        path = self.path(weights_dir)
+        if not path.is_file() and not is_offline():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            import torch.hub  # heavy import only when downloading
+
+            torch.hub.download_url_to_file(self.source, str(path))
+        return resolve(self.model, self.filename, self.source, self.subdir, weights_dir)

@@ -12,44 +12,17 @@ built. All models run in eval mode under ``torch.inference_mode``; windowing is 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from codecbench.bench.core import weights
-from codecbench.bench.core.errors import MissingDependencyError, WeightsNotFoundError
+from codecbench.bench.core import weights  # noqa: F401
+from codecbench.bench.core.clap_model import CLAP_WEIGHTS, build_clap_module
+from codecbench.bench.core.errors import MissingDependencyError
+from codecbench.bench.core.weights import WeightsFile  # noqa: F401  (re-exported)
 from codecbench.bench.metrics.embeddings import Embedder
-
-
-@dataclass(frozen=True)
-class WeightsFile:
-    """Where a model's exact weights file lives: its name, official source, sub-folder of the weights directory."""
-
-    model: str
-    filename: str
-    source: str
-    subdir: str
-
-    def path(self, weights_dir: str | None = None) -> Path:
-        return weights.weights_dir(weights_dir) / self.subdir / self.filename
-
-    def missing_reason(self, weights_dir: str | None = None) -> str | None:
-        """None when the file is present or may be downloaded (online); else the reason (file, source, path)."""
-        if self.path(weights_dir).is_file() or not weights.is_offline():
-            return None
-        return str(WeightsNotFoundError(self.model, self.filename, self.source, self.path(weights_dir)))
-
-    def fetch(self, weights_dir: str | None = None) -> Path:
-        """Path of the file; downloads it from its official source when absent and online."""
-        path = self.path(weights_dir)
-        if not path.is_file() and not weights.is_offline():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(self.source, str(path))
-        return weights.resolve(self.model, self.filename, self.source, self.subdir, weights_dir)
 
 
 def _require(module: str, what: str, package: str, install: str) -> Any:
@@ -119,32 +92,6 @@ def fixed_windows(length: int, window: int, hop: int) -> list[tuple[int, int]]:
 
 # ---- LAION-CLAP --------------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _roberta_from_config() -> Iterator[None]:
-    """laion_clap builds its text tower with RobertaModel.from_pretrained('roberta-base'), which downloads. The text
-    tower's weights are in every CLAP checkpoint, so build the roberta-base architecture from its configuration."""
-    from transformers import RobertaConfig, RobertaModel
-
-    had_own = "from_pretrained" in RobertaModel.__dict__
-    original = RobertaModel.__dict__.get("from_pretrained")
-
-    def from_config(cls, *args, **kwargs):  # noqa: ARG001 - same signature as from_pretrained
-        config = RobertaConfig(
-            vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
-            pad_token_id=1, bos_token_id=0, eos_token_id=2,
-        )
-        return cls(config)
-
-    RobertaModel.from_pretrained = classmethod(from_config)
-    try:
-        yield
-    finally:
-        if had_own:
-            RobertaModel.from_pretrained = original
-        else:
-            del RobertaModel.from_pretrained  # the inherited classmethod is visible again
-
-
 class ClapEmbedder(ModelEmbedder):
     """LAION-CLAP HTSAT-tiny audio embeddings (512-d, unit norm) of fixed 10 s windows at 48 kHz.
 
@@ -158,12 +105,7 @@ class ClapEmbedder(ModelEmbedder):
     sample_rate_hz = 48_000
     dims = 512
     window = 480_000
-    weights_file = WeightsFile(
-        "LAION-CLAP (630k-audioset, HTSAT-tiny, non-fusion)",
-        "630k-audioset-best.pt",
-        "https://huggingface.co/lukewys/laion_clap/resolve/main/630k-audioset-best.pt",
-        "laion_clap",
-    )
+    weights_file = CLAP_WEIGHTS
     package = ("laion_clap", "laion-clap", "pip install laion-clap==1.1.7")
 
     def __init__(self, *, hop_s: float = 10.0, **kwargs: Any):
@@ -174,13 +116,7 @@ class ClapEmbedder(ModelEmbedder):
         return {"window": self.window, "hop": self.hop, "tail": "end-aligned", "short": "repeatpad", "int16": True}
 
     def build(self, path: Path | None) -> torch.nn.Module:
-        weights.set_offline(weights.is_offline())  # HF variables before the import (no-op online)
-        laion_clap = _require("laion_clap", "LAION-CLAP", "laion-clap", self.package[2])
-        with _roberta_from_config(), contextlib.redirect_stdout(None):
-            module = laion_clap.CLAP_Module(enable_fusion=False, amodel="HTSAT-tiny", device=self.device)
-            if path is not None:
-                module.load_ckpt(str(path))
-        return module
+        return build_clap_module(path, self.device)
 
     def embed_batch(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
         windows, owners = [], []

@@ -6,7 +6,7 @@ paths give them:
 - offline / precomputed: ``<stem>.text.npy`` [L, E] beside each audio file (computed anywhere); read by
   :class:`~codecbench.codecs.spresso.data.ClipSource`;
 - :func:`embed_captions` / :func:`write_caption_embeddings`: the LAION-CLAP text tower (codecbench's CLAP
-  embedder: ``630k-audioset-best.pt`` in the weights folder, laion-clap installed) computes them here. Without
+  model, ``codecbench.bench.core.clap_model``: ``630k-audioset-best.pt`` in the weights folder, laion-clap installed) computes them here. Without
   the weights or the package this is a one-line error naming what is missing. (laion_clap also needs the
   ``roberta-base`` tokenizer files from the Hugging Face cache.)
 
@@ -26,14 +26,14 @@ from codecbench.bench.core.errors import CodecbenchError, ConfigError
 
 def embed_captions(captions: Sequence[str], weights_dir: str | None = None, device: str = "cpu") -> np.ndarray:
     """LAION-CLAP text embeddings of ``captions``: [N, 1, 512] float32 (unit norm, one pooled token)."""
-    from codecbench.bench.metrics.model_embedders import ClapEmbedder
+    from codecbench.bench.core.clap_model import CLAP_WEIGHTS, build_clap_module
 
-    embedder = ClapEmbedder(weights_dir=weights_dir, device=device)
-    missing = embedder.availability()
+    missing = CLAP_WEIGHTS.missing_reason(weights_dir)
     if missing:
         raise ConfigError(f"S-PRESSO text conditioning: {missing}; or give precomputed <stem>.text.npy files")
+    model = build_clap_module(CLAP_WEIGHTS.fetch(weights_dir), device)
     try:
-        embedded = embedder.model.get_text_embedding(list(captions), use_tensor=False)
+        embedded = model.get_text_embedding(list(captions), use_tensor=False)
     except CodecbenchError:
         raise
     except Exception as error:  # noqa: BLE001 - e.g. the roberta-base tokenizer cannot be fetched offline
