@@ -43,8 +43,8 @@ def number(value: Any, where: str, *, integer: bool = False, low: float | None =
     below = low is not None and (value <= low if low_open else value < low)
     if below or (high is not None and value > high):
         left = "(" if low_open else "["
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
+        lo = "-inf" if low is None else (str(low) if isinstance(low, int) else f"{low:g}")
+        hi = "inf" if high is None else (str(high) if isinstance(high, int) else f"{high:g}")
         raise ConfigError(f"{where}: must be in {left}{lo}, {hi}], got {_short(value)}")
     return value
 
@@ -155,7 +155,9 @@ def accepted_options(cls: type, base: type) -> tuple[set[str], set[str]]:
     only what subclasses declare). Runner-set arguments are excluded."""
     accepted: set[str] = set()
     required: set[str] = set()
-    for klass in cls.__mro__:
+    for klass in cls.__mro__:  # mixins included: ``**kwargs`` goes on to the next ``__init__`` in the MRO
+        if klass is object:
+            break
         if "__init__" not in vars(klass):
             continue
         try:
@@ -170,7 +172,7 @@ def accepted_options(cls: type, base: type) -> tuple[set[str], set[str]]:
                 accepted.add(p.name)
                 if p.default is p.empty and klass is cls:
                     required.add(p.name)
-        if not forwards or klass is base or not issubclass(klass, base) or klass.__mro__[1] is object:
+        if not forwards or klass is base:
             break
     return accepted - set(RUNNER_SET), required - set(RUNNER_SET)
 
@@ -224,7 +226,13 @@ def output_file(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder; give a file name")
-    output_folder(path.parent if str(path.parent) else Path("."), what)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{what} {path} is under {parent}, which is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{what} {path}: {parent} is not writable")
+            break
     return path
 
 
