@@ -83,6 +83,9 @@ def run(
     A finished run is recognised unit by unit: rerunning it makes no codec call and no metric computation.
     """
     cfg = _as_config(config)
+    from codecbench.bench.core.cache import reset_mismatches
+
+    reset_mismatches()  # cache entries failing verification: said once per run, counted in the manifest
     if out is not None:
         cfg = dataclasses.replace(cfg, output=str(out))
     if executor is not None or workers is not None:
@@ -118,6 +121,9 @@ def run(
     units = expand(cfg, items, device or cfg.device)
     write_plan(run_dir, units)  # codecbench status reads it
     store = RunStore(run_dir)
+    from codecbench.bench.faults import reopen_units_with_new_metrics
+
+    reopen_units_with_new_metrics(store, units, cfg, device_name)  # metrics available now that were not then
     todo = [u for u in units if not store.done(u.unit_id)]
     totals = {"units": len(units), "units_cached": len(units) - len(todo), "units_failed": 0, "codec_calls": 0,
               "metric_computations": 0, "items": len(items), "clips_failed": len(failures)}

@@ -193,3 +193,26 @@ def build_report_atomic(run_dir: Path) -> bool:
         return False
     build_atomic([run_dir], out, digest=digest)
     return True
+
+
+def reopen_units_with_new_metrics(store: Any, units: Sequence[Any], cfg: Any, device: str) -> int:
+    """Done units whose record lists a metric as unavailable (e.g. absent weights) that is available now are
+    marked ``stale``, so the run computes them again (codec output and other metrics come from the cache).
+    Returns how many were reopened. Only records with such a list cost anything (no model is built otherwise)."""
+    from codecbench.bench.runner import metric_instance
+
+    available: dict[str, bool] = {}
+    reopened = 0
+    for unit in units:
+        record = store.read(unit.unit_id)
+        if record is None or record.get("status") != "done" or not record.get("metrics_unavailable"):
+            continue
+        for spec in cfg.metrics:
+            if spec.name in record["metrics_unavailable"]:
+                if spec.name not in available:
+                    available[spec.name] = not metric_instance(spec, str(cfg.cache_root), device).availability()
+                if available[spec.name]:
+                    store.write(unit.unit_id, {**record, "status": "stale"})
+                    reopened += 1
+                    break
+    return reopened

@@ -287,5 +287,9 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
                 rows.append({**row, "status": "ok", "stage": "", "error": "", "value": entry["value"],
                              "extras": json.dumps(entry.get("extras", {}), sort_keys=True, default=str)})
     stats.seconds = time.perf_counter() - started
-    store.write(unit.unit_id, {"status": "done", "rows": rows, "stats": vars(stats), "weights": codec.weights_status()})
+    unavailable = sorted(spec.name for spec in unit.metrics  # recomputed when they become available (api)
+                         if metric_instance(spec, unit.cache_dir, unit.device).info.level == "item"
+                         and metric_instance(spec, unit.cache_dir, unit.device).availability())
+    store.write(unit.unit_id, {"status": "done", "rows": rows, "stats": vars(stats), "weights": codec.weights_status(),
+                               "metrics_unavailable": unavailable})
     return vars(stats)

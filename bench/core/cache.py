@@ -72,6 +72,11 @@ def mismatch(path: str | os.PathLike, why: str) -> None:
     _MISMATCHES[why] = _MISMATCHES.get(why, 0) + 1
 
 
+def reset_mismatches() -> None:
+    """Start a new run's count (and its one notice)."""
+    _MISMATCHES.clear()
+
+
 def mismatches() -> int:
     """How many cache entries failed verification in this process (each one was recomputed, never served)."""
     return sum(_MISMATCHES.values())
