@@ -243,7 +243,9 @@ def test_full_tmpfs_is_named_and_the_rerun_recovers(tmp_path, finished):
         proc = _cli("run", str(config), "--quiet")
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-        pd.testing.assert_frame_equal(stable(results.read(mount / "run")), expected)
+        same_data = ["clip_path"]  # the same clips, written to another folder
+        pd.testing.assert_frame_equal(stable(results.read(mount / "run")).drop(columns=same_data),
+                                      expected.drop(columns=same_data))
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
 
@@ -264,7 +266,9 @@ def test_sigkill_points_of_run_and_report_recover(tmp_path, finished):
     proc = _cli("run", str(config), "--quiet")
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
-    pd.testing.assert_frame_equal(stable(results.read(tmp_path / "run")), expected)
+    same_data = ["clip_path"]  # the same clips, written to another folder
+    pd.testing.assert_frame_equal(stable(results.read(tmp_path / "run")).drop(columns=same_data),
+                                  expected.drop(columns=same_data))
     report = tmp_path / "run" / "report"
     stamp = json.loads((report / ".built-from").read_text())
     assert stamp["files"] and all((report / f).stat().st_size > 0 for f in stamp["files"])
