@@ -110,6 +110,9 @@ def run(
 
     # 1. clips -> items (validated, evaluation format), written once into the content-addressed cache
     items, failures = prepare_items(cfg.dataset)
+    from codecbench.bench.faults import vanished_clips
+
+    failures = [*failures, *vanished_clips(run_dir, items, failures)]  # a clip deleted since: a failed row
     cache = Cache(cfg.cache_root)
     for item in items:  # verified (digest and sample hash): a damaged prepared clip is rewritten from its source
         if not cache.has_audio("clips", item.clip_hash, item.clip_hash, item.sample_rate_hz):

@@ -216,3 +216,25 @@ def reopen_units_with_new_metrics(store: Any, units: Sequence[Any], cfg: Any, de
                     reopened += 1
                     break
     return reopened
+
+
+CLIPS_SEEN = "clips_seen.json"
+
+
+def vanished_clips(run_dir: Path, items: Sequence[Any], failures: Sequence[Any]) -> list[Any]:
+    """Clips an earlier run of this folder used that are gone from disk now: one failed (load) row each, so their
+    rows do not silently vanish from the table. ``<run>/clips_seen.json`` keeps every clip path the folder has used
+    (rewritten only when it grows); restore the file, or start a new run folder for a changed dataset."""
+    from codecbench.bench.datasets import ItemFailure
+
+    path = Path(run_dir) / CLIPS_SEEN
+    try:
+        seen = json.loads(path.read_text())
+        seen = seen if isinstance(seen, list) and all(isinstance(p, str) for p in seen) else []
+    except (OSError, ValueError):
+        seen = []
+    current = {item.clip_path for item in items} | {failure.clip_path for failure in failures}
+    gone = sorted(p for p in set(seen) - current if not Path(p).exists())
+    write_if_changed(path, json.dumps(sorted(set(seen) | current), indent=0).encode())
+    return [ItemFailure(f"{Path(p).stem}#0", p, f"{p}: used by an earlier run of this folder, now missing "
+                        "(deleted or moved); restore it or use a new run folder") for p in gone]

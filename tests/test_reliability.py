@@ -284,3 +284,17 @@ def test_sigkill_points_of_run_and_report_recover(tmp_path, finished):
     stamp = json.loads((report / ".built-from").read_text())
     assert all((report / f).stat().st_size > 0 for f in stamp["files"])
     assert not list(tmp_path.glob("run/.report.*.building"))
+
+
+def test_a_dataset_file_deleted_since_is_a_failed_row(tmp_path):
+    data = tone_folder(tmp_path / "data", 3)
+    raw = make_config(tmp_path, data)
+    raw["metrics"] = ["si_sdr"]
+    first = api.run(raw, progress=False).table
+    gone = data / "clip01.wav"
+    gone.unlink()
+    table = api.run(raw, progress=False).table
+    failed = table[table.status == "failed"]
+    assert list(failed.clip_path) == [str(gone)] and failed.stage.tolist() == ["load"]
+    assert "now missing" in failed.error.iloc[0]
+    assert (table.status == "ok").sum() == (first.status == "ok").sum() * 2 // 3  # the other clips' rows stay
