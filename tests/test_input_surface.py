@@ -288,7 +288,9 @@ ARG_VALUES = st.sampled_from(["0", "-1", "nan", "inf", "1e30", "abc", "", "10", 
        flag=st.sampled_from(["--resamples", "--seed", "--audio-items", "--out", "--cache-dir", "--device",
                              "--tolerance", "--sample-rate-hz", "--format", "--metrics", None]),
        value=ARG_VALUES, target=st.sampled_from(["run", "missing", "file"]))
-def test_property_cli_arguments_never_traceback(run_folder, tmp_path, capsys, command, flag, value, target):
+def test_property_cli_arguments_never_traceback(run_folder, tmp_path, capsys, monkeypatch, command, flag, value,
+                                                target):
+    monkeypatch.chdir(tmp_path)  # relative --out / --cache-dir values land in the test's folder
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     folder = {"run": run_folder, "missing": tmp_path / "missing", "file": a_file}[target]
