@@ -83,6 +83,9 @@ def run(
     A finished run is recognised unit by unit: rerunning it makes no codec call and no metric computation.
     """
     cfg = _as_config(config)
+    from codecbench.bench.core.cache import reset_mismatches
+
+    reset_mismatches()  # cache entries failing verification: said once per run, counted in the manifest
     if out is not None:
         cfg = dataclasses.replace(cfg, output=str(out))
     if executor is not None or workers is not None:
@@ -101,14 +104,18 @@ def run(
     device_name = config_mod.resolve_device(device or cfg.device)
     cfg = _resolve_dataset(cfg)
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    from codecbench.bench.faults import write_if_changed
+
+    write_if_changed(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
 
     # 1. clips -> items (validated, evaluation format), written once into the content-addressed cache
     items, failures = prepare_items(cfg.dataset)
+    from codecbench.bench.faults import vanished_clips
+
+    failures = [*failures, *vanished_clips(run_dir, items, failures)]  # a clip deleted since: a failed row
     cache = Cache(cfg.cache_root)
-    for item in items:
-        if not cache.audio_path("clips", item.clip_hash).is_file():
+    for item in items:  # verified (digest and sample hash): a damaged prepared clip is rewritten from its source
+        if not cache.has_audio("clips", item.clip_hash, item.clip_hash, item.sample_rate_hz):
             cache.put_audio("clips", item.clip_hash, item.audio, item.sample_rate_hz)
     prepared_s = time.perf_counter() - started
 
@@ -117,6 +124,9 @@ def run(
     units = expand(cfg, items, device or cfg.device)
     write_plan(run_dir, units)  # codecbench status reads it
     store = RunStore(run_dir)
+    from codecbench.bench.faults import reopen_units_with_new_metrics
+
+    reopen_units_with_new_metrics(store, units, cfg, device_name)  # metrics available now that were not then
     todo = [u for u in units if not store.done(u.unit_id)]
     totals = {"units": len(units), "units_cached": len(units) - len(todo), "units_failed": 0, "codec_calls": 0,
               "metric_computations": 0, "items": len(items), "clips_failed": len(failures)}
@@ -152,12 +162,17 @@ def run(
     totals.update(set_stats)
     totals["metric_computations"] += set_stats["set_computations"]
     table = results_mod.to_table(item_table.to_dict("records") + set_rows)
-    results_mod.write(table, run_dir)
-    bitstream_rows = entropy_summary.pop("bitstream_stats", [])
-    if bitstream_rows:  # codebook utilisation, perplexity, tokens/s per discrete point (codecs/bitstream_stats.py)
-        import pandas as pd
+    from codecbench.bench.faults import table_unchanged
 
-        pd.DataFrame(bitstream_rows).to_csv(run_dir / "bitstream_stats.csv", index=False)
+    bitstream_rows = entropy_summary.pop("bitstream_stats", [])
+    if not table_unchanged(table, run_dir):  # a finished run in a read-only folder writes nothing
+        results_mod.write(table, run_dir)
+        if bitstream_rows:  # codebook utilisation, perplexity, tokens/s per discrete point (codecs/bitstream_stats.py)
+            import pandas as pd
+            from codecbench.bench.core.cache import atomic_write_bytes
+
+            atomic_write_bytes(run_dir / "bitstream_stats.csv",
+                               pd.DataFrame(bitstream_rows).to_csv(index=False).encode("utf-8"))
 
     # 4. manifest
     from codecbench.bench.runner import metric_instance
@@ -190,12 +205,15 @@ def run(
                     "codecs": weights_status},
         "metrics_unavailable": unavailable,
         "entropy_coding": entropy_summary,
-        "counts": totals,
+        "counts": {**totals, "cache_entries_failed_verification": __import__(
+            "codecbench.bench.core.cache", fromlist=["mismatches"]).mismatches()},
         "timings_s": {"prepare": prepared_s, "units": units_s, "total": time.perf_counter() - started},
         "started_at": started_at,
         "finished_at": manifest_mod.now(),
     }
-    manifest_mod.write(run_dir / "manifest.json", manifest)
+    from codecbench.bench.faults import write_manifest
+
+    write_manifest(run_dir / "manifest.json", manifest)
 
     # 5. figures and tables
     if cfg.report:
@@ -205,23 +223,12 @@ def run(
 
 
 def _report(run_dir: Path) -> bool:
-    """Build the run's report unless the one there was built from the same table (returns whether it built)."""
-    import hashlib
-    from importlib import metadata
+    """Build the run's report unless the one there was built from the same table and every file it wrote is
+    still there and non-empty (returns whether it built). Files are built in a private staging folder and moved
+    into place one by one (atomic renames), then the stamp is written: a kill leaves no half-written file."""
+    from codecbench.bench.faults import build_report_atomic
 
-    out = run_dir / "report"
-    stamp = out / ".built-from"
-    digest = hashlib.sha256((run_dir / "results.parquet").read_bytes())
-    digest.update(metadata.version("codecbench").encode())
-    for module in sorted((Path(__file__).parent / "report").glob("*.py")):  # the report code itself
-        digest.update(module.read_bytes())
-    if stamp.is_file() and stamp.read_text() == digest.hexdigest() and (out / "index.html").is_file():
-        return False
-    from codecbench.bench.report import build_report
-
-    build_report([run_dir], out)
-    stamp.write_text(digest.hexdigest())
-    return True
+    return build_report_atomic(run_dir)
 
 
 def demo(

@@ -1,8 +1,10 @@
 """The ``codecbench`` command line. Each part of codecbench contributes its subcommands through a module in
 :data:`COMMAND_MODULES` exposing ``add_commands(subparsers)``; heavy imports happen inside the commands.
 
-Errors codecbench raises on purpose (:class:`~codecbench.bench.core.errors.CodecbenchError`) end the program with a
-one-line message and exit code 2.
+Exit codes: 0 success; 2 bad input (config, argument or input file: a one-line error naming the key, argument or
+file; :class:`~codecbench.bench.core.errors.CodecbenchError`); 3 an environment fault (disk full, permission
+denied, read-only folder, missing file: a one-line error saying what and where; partial work is kept, rerun to
+resume); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -45,10 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.offline or weights.is_offline():
         weights.set_offline()
     try:
+        from codecbench.bench import validate
+
+        validate.arguments(args)  # every argument checked before work starts
         return int(args.func(args) or 0)
     except CodecbenchError as error:
-        print(f"codecbench: error: {error}", file=sys.stderr)
+        print(f"codecbench: error: {' '.join(str(error).splitlines())}", file=sys.stderr)
         return 2
+    except OSError as error:  # disk full, permissions, read-only folders, files vanished
+        from codecbench.bench.faults import describe_os_error
+
+        print(f"codecbench: error: {describe_os_error(error)}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("codecbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

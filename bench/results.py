@@ -91,9 +91,14 @@ def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, pr
                            pairs=sorted(zip(group["clip_hash"], group["decoded_key"])))
             entry = cache.get_json("metrics", key)
             if entry is None:
-                references = [cache.get_audio("clips", h) for h in group["clip_hash"]]
+                rate = config.dataset.sample_rate_hz
+                references = [cache.get_audio("clips", h, h, rate) for h in group["clip_hash"]]
                 degraded = [cache.get_audio("decoded", k) for k in group["decoded_key"]]
+                vanished = [i for i, a, b in zip(group["item_id"], references, degraded) if a is None or b is None]
                 try:
+                    if vanished:  # deleted or damaged since the units ran: a failed row naming them, not a number
+                        raise MetricFailure(f"input audio missing or failing verification for items {vanished[:5]} "
+                                            "(delete their unit records under units/ to recompute them)")
                     value = metric.compute_set(references, degraded, config.dataset.sample_rate_hz)
                     entry = {"value": value.value, "extras": value.extras}
                     cache.put_json("metrics", key, entry)
@@ -183,18 +188,20 @@ def to_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def write(table: pd.DataFrame, run_dir: Path) -> dict[str, Path]:
     """results.parquet, results.csv and failures.csv, each written atomically."""
-    import os
+    import io
+
+    from codecbench.bench.core.cache import atomic_write_bytes
 
     paths = {"parquet": run_dir / "results.parquet", "csv": run_dir / "results.csv", "failures": run_dir / "failures.csv"}
-    for kind, path in paths.items():
-        tmp = path.with_name(f".{path.name}.tmp")
+    for kind, path in paths.items():  # unique temp names (concurrent writers never share one), then a rename
+        buffer = io.BytesIO()
         if kind == "parquet":
-            table.to_parquet(tmp, index=False)
+            table.to_parquet(buffer, index=False)
         elif kind == "csv":
-            table.to_csv(tmp, index=False)
+            table.to_csv(buffer, index=False)
         else:
-            table[table["status"] == "failed"][["codec", "point", "item_id", "clip_path", "stage", "metric", "error"]].to_csv(tmp, index=False)
-        os.replace(tmp, path)
+            table[table["status"] == "failed"][["codec", "point", "item_id", "clip_path", "stage", "metric", "error"]].to_csv(buffer, index=False)
+        atomic_write_bytes(path, buffer.getvalue())
     return paths
 
 

@@ -68,23 +68,23 @@ def save_code_streams(cache: Cache, key: str, bitstream: Any) -> None:
     """Keep an item's integer code streams (for entropy coding after the run), as ``decoded/<key>.codes.npz``."""
     import io
 
-    from codecbench.bench.core.cache import atomic_write_bytes
-
     buffer = io.BytesIO()
     arrays = {f"codes_{i}": np.asarray(s.codes) for i, s in enumerate(bitstream.streams)}
     layout = [{"name": s.name, "alphabet_size": s.alphabet_size, "frame_rate_hz": s.frame_rate_hz} for s in bitstream.streams]
     np.savez_compressed(buffer, layout=np.array(json.dumps(layout)), **arrays)
-    atomic_write_bytes(cache.path("decoded", key, ".codes.npz"), buffer.getvalue())
+    cache.put_bytes("decoded", key, ".codes.npz", buffer.getvalue())  # verified on read (key and digest)
 
 
 def load_code_streams(cache: Cache, key: str) -> tuple | None:
     """The code streams saved by :func:`save_code_streams` (a tuple of CodeStream), or None."""
+    import io
+
     from codecbench.codecs.base import CodeStream
 
-    path = cache.path("decoded", key, ".codes.npz")
-    if not path.is_file():
+    blob = cache.get_bytes("decoded", key, ".codes.npz")
+    if blob is None:
         return None
-    with np.load(path, allow_pickle=False) as data:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
         layout = json.loads(str(data["layout"]))
         return tuple(CodeStream(data[f"codes_{i}"], s["alphabet_size"], s["frame_rate_hz"], s["name"])
                      for i, s in enumerate(layout))
@@ -131,7 +131,7 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
     for ref in unit.items:
         key = decoded_key(unit, codec, ref.clip_hash)
         record = cache.get_json("decoded", key)
-        if record is not None and cache.audio_path("decoded", key).is_file():
+        if record is not None and cache.has_audio("decoded", key, record.get("decoded_hash"), unit.sample_rate_hz):
             records[ref.item_id] = record
             stats.cached_items += 1
         else:
@@ -139,10 +139,10 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
     for start in range(0, len(misses), unit.batch_size):
         batch = misses[start : start + unit.batch_size]
         try:
-            refs = [cache.get_audio("clips", ref.clip_hash) for ref, _ in batch]
+            refs = [cache.get_audio("clips", ref.clip_hash, ref.clip_hash, unit.sample_rate_hz) for ref, _ in batch]
             missing = [ref.item_id for (ref, _), audio in zip(batch, refs) if audio is None]
             if missing:
-                raise FileNotFoundError(f"prepared clips missing from the cache: {missing}")
+                raise FileNotFoundError(f"prepared clips missing from the cache or failing verification: {missing}")
             lengths = {audio.shape for audio in refs}
             groups = [list(range(len(batch)))] if len(lengths) == 1 else [[i] for i in range(len(batch))]
             for group in groups:
@@ -200,9 +200,13 @@ def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | s
                 todo.append((ref, record, key))
         if not todo:
             continue
-        references = [cache.get_audio("clips", ref.clip_hash) for ref, _, _ in todo]
-        degraded = [cache.get_audio("decoded", record["decoded_key"]) for _, record, _ in todo]
+        references = [cache.get_audio("clips", ref.clip_hash, ref.clip_hash, unit.sample_rate_hz) for ref, _, _ in todo]
+        degraded = [cache.get_audio("decoded", record["decoded_key"], record.get("decoded_hash"), unit.sample_rate_hz)
+                    for _, record, _ in todo]
+        vanished = [ref.item_id for (ref, _, _), a, b in zip(todo, references, degraded) if a is None or b is None]
         try:
+            if vanished:  # inputs deleted or damaged since they were written: failed rows, never missing ones
+                raise MetricFailure(f"input audio missing or failing verification for items {vanished[:5]}")
             scores = metric.score_batch(references, degraded, unit.sample_rate_hz)
         except Exception as error:
             scores = [MetricFailure(_error_text(error))] * len(todo)
@@ -283,5 +287,9 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
                 rows.append({**row, "status": "ok", "stage": "", "error": "", "value": entry["value"],
                              "extras": json.dumps(entry.get("extras", {}), sort_keys=True, default=str)})
     stats.seconds = time.perf_counter() - started
-    store.write(unit.unit_id, {"status": "done", "rows": rows, "stats": vars(stats), "weights": codec.weights_status()})
+    unavailable = sorted(spec.name for spec in unit.metrics  # recomputed when they become available (api)
+                         if metric_instance(spec, unit.cache_dir, unit.device).info.level == "item"
+                         and metric_instance(spec, unit.cache_dir, unit.device).availability())
+    store.write(unit.unit_id, {"status": "done", "rows": rows, "stats": vars(stats), "weights": codec.weights_status(),
+                               "metrics_unavailable": unavailable})
     return vars(stats)

@@ -51,12 +51,15 @@ class UnitState:
 def write_plan(run_dir: str | Path, units: Iterable[Any]) -> Path:
     """``<run>/plan.json``: every unit of the grid (id, codec, point label, item ids), written atomically."""
     path = Path(run_dir) / PLAN_FILE
-    atomic_write_json(path, {
-        "format": PLAN_FORMAT,
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "units": [{"unit_id": u.unit_id, "codec": u.codec, "point": u.point.label,
-                   "items": [ref.item_id for ref in u.items]} for u in units],
-    })
+    planned = [{"unit_id": u.unit_id, "codec": u.codec, "point": u.point.label,
+                "items": [ref.item_id for ref in u.items]} for u in units]
+    try:  # the same plan is not rewritten (a finished run in a read-only folder writes nothing)
+        if json.loads(path.read_text()).get("units") == planned:
+            return path
+    except (OSError, ValueError, AttributeError):
+        pass
+    atomic_write_json(path, {"format": PLAN_FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             "units": planned})
     return path
 
 
@@ -67,13 +70,25 @@ def read_plan(run_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"status: {path} is missing: not a codecbench run folder, or its run never reached "
                           "submission (run `codecbench run CONFIG` to create it)")
+    from codecbench.bench.validate import read_json_object
+
     try:
-        plan = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"status: {path} is not valid JSON ({error})") from None
+        plan = read_json_object(path, "the run plan")
+    except ConfigError as error:
+        raise ConfigError(f"status: {error}") from None
     if plan.get("format") != PLAN_FORMAT:
-        raise ConfigError(f"status: {path} has format {plan.get('format')!r}; this codecbench reads {PLAN_FORMAT}")
-    return plan["units"]
+        raise ConfigError(f"status: {path} has format {str(plan.get('format'))[:40]!r}; this codecbench reads {PLAN_FORMAT}")
+    units = plan.get("units")
+    fields = {"unit_id": str, "codec": str, "point": str, "items": list}
+    if not isinstance(units, list) or not all(
+        isinstance(u, dict) and all(isinstance(u.get(k), t) for k, t in fields.items()) for u in units
+    ):
+        raise ConfigError(f"status: {path}: 'units' must be a list of objects with {', '.join(fields)} "
+                          "(a damaged plan; rerun `codecbench run CONFIG` to rewrite it)")
+    bad = [u["unit_id"] for u in units if not u["unit_id"] or "/" in u["unit_id"] or "\x00" in u["unit_id"]]
+    if bad:
+        raise ConfigError(f"status: {path}: unit id {bad[0][:60]!r} is not a plain file name")
+    return units
 
 
 def _failed(outcome: Any) -> bool:
@@ -116,10 +131,12 @@ def _slurm_log_dir(run_dir: Path) -> Path:
 
         try:
             raw = yaml.safe_load(config.read_text()) or {}
-        except yaml.YAMLError:
+        except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
             raw = {}
-        log_dir = ((raw.get("executor") or {}).get("options") or {}).get("log_dir")
-        if log_dir:
+        executor = raw.get("executor") if isinstance(raw, dict) else None
+        options = executor.get("options") if isinstance(executor, dict) else None
+        log_dir = options.get("log_dir") if isinstance(options, dict) else None
+        if isinstance(log_dir, str) and log_dir:
             return Path(log_dir)
     return run_dir / "slurm"
 

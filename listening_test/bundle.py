@@ -110,9 +110,12 @@ def _audio_path(cache_dir: Path, namespace: str, key: str) -> Path:
 
 def _load(path: Path, what: str) -> tuple[np.ndarray, int]:
     from codecbench.bench.core import audio
+    from codecbench.bench.core.cache import verify_file
 
     if not path.is_file():
         raise BundleError(f"{path}: {what} is missing from the run's decoded-audio cache")
+    if not verify_file(path):
+        raise BundleError(f"{path}: {what} fails its digest check (damaged or replaced); rerun the run to recompute it")
     return audio.read(path)
 
 

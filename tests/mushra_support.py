@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from codecbench.bench.core import audio as audio_io
-from codecbench.bench.core.cache import make_key
+from codecbench.bench.core.cache import Cache, make_key
 
 SAMPLE_RATE_HZ = 24_000
 TEST_CONDITIONS = {"opus": ("bitrate_kbps=6", "bitrate_kbps=12"), "toycodec": ("default",)}
@@ -61,7 +61,7 @@ def write_run(
         ref = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.1 * np.sin(2 * np.pi * 3.1 * f0 * t) + 0.05 * rng.standard_normal(t.size)
         ref = ref[None].astype(np.float32)  # [C=1, T]
         clip_hash = audio_io.content_hash(ref, sample_rate_hz)
-        audio_io.write(cache_dir / "clips" / clip_hash[:2] / f"{clip_hash}.wav", ref, sample_rate_hz)
+        Cache(cache_dir).put_audio("clips", clip_hash, ref, sample_rate_hz)  # with its digest record
         item_id = f"clip{i:02d}#0"
         for codec, points in all_conditions.items():
             for j, point in enumerate(points):
@@ -74,7 +74,7 @@ def write_run(
                 else:
                     out = (ref + (0.05 / (j + 1)) * rng.standard_normal(ref.shape)).astype(np.float32)
                 key = make_key(clip=clip_hash, codec=codec, point=point)
-                audio_io.write(cache_dir / "decoded" / key[:2] / f"{key}.wav", out, sample_rate_hz)
+                Cache(cache_dir).put_audio("decoded", key, out, sample_rate_hz)
                 for metric in ("si_sdr", "mel_distance"):
                     rows.append({
                         "run": "synthetic", "codec": codec, "codec_kind": "anchor" if codec in (

@@ -54,7 +54,7 @@ def test_unknown_metric_named():
     ("overrides", "message"),
     [
         ({"seed": "x"}, r"seed: expected an integer, got 'x'"),
-        ({"batch_size": 0}, r"batch_size: must be positive"),
+        ({"batch_size": 0}, r"batch_size: must be in \[1, 4096\], got 0"),
         ({"device": "tpu"}, r"device: 'tpu' is not one of cpu, cuda, auto"),
         ({"dataset": {"path": "x", "channels": 6}}, r"dataset.channels: 1 \(mono\) or 2 \(stereo\), got 6"),
         ({"dataset": {"sample_rate_hz": 48000}}, r"dataset: missing key 'path'"),

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from codecbench.bench.core import audio as audio_io
+from codecbench.bench.core.cache import Cache
 from codecbench.listening_test.bundle import BundleError, build_bundle, integrated_loudness_lufs, load_bundle
 from mushra_support import SAMPLE_RATE_HZ, write_run
 
@@ -134,11 +135,12 @@ def test_mismatched_length_or_rate(tmp_path, problem):
     key = table[(table.codec == "toycodec") & (table.level == "item")].decoded_key.iloc[0]
     path = tmp_path / "cache" / "decoded" / key[:2] / f"{key}.wav"
     data, rate = audio_io.read(path)
+    cache = Cache(tmp_path / "cache")  # a consistent entry (digest record matches) with the wrong shape or rate
     if problem == "length":
-        audio_io.write(path, data[:, :-10], rate)
+        cache.put_audio("decoded", key, data[:, :-10], rate)
         match = r"toycodec default on item 'clip00#0' has shape \[C, T\] = \[1, 23990\], its reference \[1, 24000\]"
     else:
-        audio_io.write(path, data, 16_000)
+        cache.put_audio("decoded", key, data, 16_000)
         match = r"toycodec default on item 'clip00#0' is at 16000 Hz, its reference at 24000 Hz"
     with pytest.raises(BundleError, match=match):
         build_bundle(run, tmp_path / "b")

@@ -104,16 +104,15 @@ def write_synthetic_run(root: Path, run: str = "synth", *, with_audio: bool = Fa
     }  # fmt: skip
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if with_audio:
-        import soundfile as sf
+        from codecbench.bench.core.cache import Cache
 
         rng = np.random.default_rng(0)
         for row in table.itertuples():
             for sub, key in (("clips", row.clip_hash), ("decoded", row.decoded_key)):
                 path = cache / sub / key[:2] / f"{key}.wav"
-                if key and not path.exists():
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                if key and not path.exists():  # written through the cache: with its digest record
                     audio = 0.1 * rng.standard_normal(SAMPLE_RATE_HZ // 2).astype(np.float32)
-                    sf.write(path, audio, SAMPLE_RATE_HZ, subtype="FLOAT")
+                    Cache(cache).put_audio(sub, key, audio, SAMPLE_RATE_HZ)
     return run_dir
 
 

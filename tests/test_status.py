@@ -112,11 +112,11 @@ def test_a_run_writes_its_plan_and_retries_failed_units(tmp_path):
     raw = {"name": "s", "output": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"), "retries": 2,
            "dataset": {"path": str(data), "segment_s": 1.0}, "report": False, "metrics": ["si_sdr"],
            "codecs": [{"name": "toy_quant", "grid": {"bits": [4]}},  # a codec that cannot be built fails its unit
-                      {"name": "toy_broken", "options": {"no_such_option": 1}, "grid": {"bits": [4]}}]}
+                      {"name": "toy_unbuildable", "grid": {"bits": [4]}}]}
     result = api.run(raw, progress=False)
     assert result.stats["units_failed"] == 1
     states = {s.codec: s for s in status.unit_states(tmp_path / "run")}
     assert states["toy_quant"].state == "done"
-    broken = states["toy_broken"]
+    broken = states["toy_unbuildable"]
     assert broken.state == "failed" and broken.attempts == 3  # first try + retries: 2
-    assert "no_such_option" in broken.error
+    assert "cannot be built" in broken.error

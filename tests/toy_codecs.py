@@ -58,9 +58,18 @@ class BrokenCodec(UniformQuantiser):
         raise RuntimeError("toy codec exploded")
 
 
+class UnbuildableCodec(UniformQuantiser):
+    """Cannot be built (a missing model file, a broken install): its constructor raises."""
+
+    info = CodecInfo("toy_unbuildable", "classic", 16_000, 1, "constructor always fails (tests)")
+
+    def __init__(self, device: str = "cpu", **options):
+        raise RuntimeError("toy codec cannot be built")
+
+
 def register_all() -> None:
     from codecbench.codecs import registry
 
-    for cls in (UniformQuantiser, BrokenCodec):
+    for cls in (UniformQuantiser, BrokenCodec, UnbuildableCodec):
         if cls.info.name not in registry.names():
             registry.register(cls.info.name, cls)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from codecbench.bench.core import audio as audio_io
+from codecbench.bench.core.cache import verify_file
 from codecbench.bench.core.errors import AudioInputError
 
 
@@ -89,6 +90,9 @@ def collect_players(
                 return None
             src = _cache_file(cache, sub, key)
             dst = audio_dir / f"item{i}_{name}.flac"
+            if not verify_file(src):  # truncated, damaged or swapped: no player rather than wrong audio
+                missing += 1
+                return None
             try:
                 clipped, size = _copy(src, dst, max_duration_s)
             except AudioInputError:

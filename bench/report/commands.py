@@ -38,7 +38,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from codecbench.bench.report.build import ReportOptions, build_report
+    from codecbench.bench.report.build import ReportOptions
     from codecbench.bench.report.data import ReportInputError
 
     if args.out is None:
@@ -51,7 +51,10 @@ def run_report(args: argparse.Namespace) -> int:
         n_resamples=args.resamples, seed=args.seed, bd_method=args.bd_method, targets_kbps=args.at_kbps,
         n_audio_items=args.audio_items,
     )  # fmt: skip
-    result = build_report(args.run_dirs, args.out, args.metrics, args.format.split(","), options=options)
+    from codecbench.bench.faults import build_atomic
+
+    # built aside and moved into place file by file (atomic renames): a kill leaves no half-written file
+    result = build_atomic(args.run_dirs, args.out, args.metrics, args.format.split(","), options=options)
     print(f"report: {result.index_html}")
     print(f"  {len(result.figures)} figure files, {len(result.tables)} table files in {result.out_dir}")
     if result.n_failed_rows:

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from codecbench.bench.core.errors import CodecbenchError
 
@@ -62,10 +63,12 @@ class RunData:
 
 def _read_table(run_dir: Path) -> pd.DataFrame:
     parquet, csv = run_dir / "results.parquet", run_dir / "results.csv"
+    from codecbench.bench.validate import read_table
+
     if parquet.is_file():
-        return pd.read_parquet(parquet)
+        return read_table(parquet)
     if csv.is_file():
-        return pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        return read_table(csv)
     raise ReportInputError(f"{run_dir}: no results table (expected results.parquet or results.csv in the run folder)")
 
 
@@ -88,6 +91,10 @@ def _normalise(table: pd.DataFrame, source: Path) -> pd.DataFrame:
     if "point_params" not in table.columns:
         table["point_params"] = "{}"
     table["point_params"] = table["point_params"].fillna("{}").astype(str)
+    ok_values = table.loc[table["status"] == "ok", "value"]
+    if not np.isfinite(ok_values.to_numpy(dtype=float)).all():
+        raise ReportInputError(f"{source}: {int((~np.isfinite(ok_values.to_numpy(dtype=float))).sum())} row(s) with "
+                               "status 'ok' have a NaN or infinite value (a damaged or hand-edited table; rerun the run)")
     bad_status = sorted(set(table["status"]) - {"ok", "failed", "unreliable"})
     if bad_status:
         raise ReportInputError(f"{source}: unknown status value(s) {bad_status}; valid: 'ok', 'failed', 'unreliable'")
@@ -130,8 +137,10 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
     if manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ReportInputError(f"{manifest_path}: not valid JSON ({error})") from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ReportInputError(f"{manifest_path}: not valid JSON ({error})") from None
+        if not isinstance(manifest, dict):
+            raise ReportInputError(f"{manifest_path}: expected a JSON object (a run manifest), got a {type(manifest).__name__}")
     names = sorted(set(table["run"]) - {""})
     name = names[0] if len(names) == 1 else str(manifest.get("run", run_dir.name))
     if len(names) > 1:  # a table holding several runs keeps them apart through the run column
