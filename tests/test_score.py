@@ -198,3 +198,39 @@ def test_spresso_demo_every_condition(shared_data: Path) -> None:
     deg, _ = sf.read(row["decoded_path"], dtype="float32")
     expected = PeakError().score(ref[None], np.pad(deg, (0, 2041))[None], SR).value
     assert row["value"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_cli_piped_shows_progress_full_names_and_records_alignment(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    ref_dir, deg_a, deg_b = tmp_path / "ref", tmp_path / "cond_a", tmp_path / "cond_b"
+    long_name = "BBC_LAION_Typewriter_ClosePerspectivemediumtyping14641"
+    for folder in (ref_dir, deg_a, deg_b):
+        folder.mkdir()
+    for name in (long_name, "short"):
+        x = rng.standard_normal(SR).astype(np.float32) * 0.1
+        sf.write(str(ref_dir / f"{name}.wav"), x, SR, subtype="FLOAT")
+        y = np.concatenate([np.zeros(48, np.float32), x[:-48]]) + 0.01 * rng.standard_normal(SR).astype(np.float32)
+        for folder in (deg_a, deg_b):  # the same output in both conditions of one codec: degenerate
+            sf.write(str(folder / f"{name}.wav"), y, SR, subtype="FLOAT")
+            (folder / "codecbench.yaml").write_text("codec: same\nbitrate_kbps: 1.0\n")
+    out = tmp_path / "scores.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "codecbench.bench.cli", "score", str(ref_dir), str(deg_a), str(deg_b), "--metrics",
+         "si_sdr", "--max-lag-ms", "5", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert long_name in done.stdout  # not cut to the 80-column default of a pipe
+    assert "codecbench score: scoring 1/2: cond_a (2 items)" in done.stderr
+    table = pd.read_csv(out)
+    assert set(table["lag_samples"]) == {48} and set(table["lag_decision"]) == {"accepted"}
+    assert set(table["lag_scope"]) == {"condition"} and (table["value"] > 15).all()  # aligned: 20 dB noise floor
+    assert set(table["degenerate"]) == {"degenerate: output does not depend on the operating point"}
+    assert set(table["input_sample_rate_hz"]) == {SR} and not table["input_truncation_suspected"].any()
+    assert (out.stat().st_mode & 0o777) == ((ref_dir / "short.wav").stat().st_mode & 0o777)  # not 0600
+    bad = subprocess.run([sys.executable, "-m", "codecbench.bench.cli", "score", str(ref_dir), str(deg_a),
+                          "--max-lag-ms", "-3"], capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--max-lag-ms" in bad.stderr
