@@ -26,8 +26,8 @@ better score. With ``alignment: {max_lag_ms: M, per: condition|item}`` a lag is 
 
 A rejected or accepted decision is recorded per item (``lag_decision``, ``lag_samples`` applied, the candidate,
 ``lag_peak_correlation``, ``lag_peak_z``). Thresholds were chosen from measurements (docs/precomputed-and-score.md):
-on the spresso-demo folders, unrelated clip pairs and generative outputs reach z <= 7.2 and rho <= 0.12, a
-delayed copy of a clip gives z > 100 and rho > 0.9.
+on the spresso-demo folders, unrelated clip pairs reach z <= 8.4 (rho <= 0.01), generative conditions z <= 9.6 or
+rho <= 0.27, and a clip delayed by 137 samples z 51-236 with rho 1.00.
 
 Shapes: C channels, T samples; signals are float arrays [C, T] at the evaluation rate.
 """
