@@ -68,7 +68,7 @@ def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_h
     """The long-table rows of one aligned decoded folder."""
     from codecbench.bench import pairing
     from codecbench.bench.core.audio import content_hash
-    from codecbench.bench.datasets import reader_input_record
+    from codecbench.bench.datasets import reader_input_record, truncation_check
 
     spec = folder.spec
     declared = spec.declared_rates()
@@ -110,6 +110,7 @@ def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_h
                     "reference_resampled_from_hz": item.reference_record.read_sample_rate_hz,
                     "alignment": record.summary(),
                     "decoded_hash": content_hash(item.decoded, sample_rate_hz),
+                    "decoded_truncation_suspected": truncation_check(Path(record.path), record.file_samples)[0],
                     **reader_input_record(item.reference_record).columns(),
                     **pair.columns(),
                 })

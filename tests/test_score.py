@@ -230,6 +230,7 @@ def test_cli_piped_shows_progress_full_names_and_records_alignment(tmp_path: Pat
     assert set(table["lag_scope"]) == {"condition"} and (table["value"] > 15).all()  # aligned: 20 dB noise floor
     assert set(table["degenerate"]) == {"degenerate: output does not depend on the operating point"}
     assert set(table["input_sample_rate_hz"]) == {SR} and not table["input_truncation_suspected"].any()
+    assert not table["decoded_truncation_suspected"].any()
     assert (out.stat().st_mode & 0o777) == ((ref_dir / "short.wav").stat().st_mode & 0o777)  # not 0600
     bad = subprocess.run([sys.executable, "-m", "codecbench.bench.cli", "score", str(ref_dir), str(deg_a),
                           "--max-lag-ms", "-3"], capture_output=True, text=True, timeout=120, check=False)
