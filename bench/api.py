@@ -19,11 +19,12 @@ from typing import Any
 import pandas as pd
 import yaml
 from codecbench.bench import config as config_mod
+from codecbench.bench import degenerate
 from codecbench.bench import manifest as manifest_mod
 from codecbench.bench import results as results_mod
 from codecbench.bench.core import weights
 from codecbench.bench.core.cache import Cache
-from codecbench.bench.datasets import prepare_items
+from codecbench.bench.datasets import prepare_items, skipped_files
 from codecbench.bench.executors import create as create_executor
 from codecbench.bench.grid import expand
 from codecbench.bench.runner import execute_unit
@@ -161,7 +162,7 @@ def run(
     set_rows, set_stats = results_mod.set_metric_rows(cfg, item_table, device_name)
     totals.update(set_stats)
     totals["metric_computations"] += set_stats["set_computations"]
-    table = results_mod.to_table(item_table.to_dict("records") + set_rows)
+    table = degenerate.mark(results_mod.to_table(item_table.to_dict("records") + set_rows))
     from codecbench.bench.faults import table_unchanged
 
     bitstream_rows = entropy_summary.pop("bitstream_stats", [])
@@ -204,6 +205,8 @@ def run(
         "weights": {"directory": str(weights.weights_dir(cfg.weights_dir)), "offline": weights.is_offline(),
                     "codecs": weights_status},
         "metrics_unavailable": unavailable,
+        "inputs_skipped": skipped_files(cfg.dataset),
+        "degenerate_points": degenerate.note(table),
         "entropy_coding": entropy_summary,
         "counts": {**totals, "cache_entries_failed_verification": __import__(
             "codecbench.bench.core.cache", fromlist=["mismatches"]).mismatches()},

@@ -29,6 +29,7 @@ from typing import Any
 from codecbench.bench import validate
 from codecbench.bench.core.errors import CodecbenchError, ConfigError
 from codecbench.bench.datasets import DatasetSpec
+from codecbench.bench.pairing import AlignmentSpec, check_alignment, check_length_policy
 from codecbench.codecs.base import OperatingPoint
 
 
@@ -70,6 +71,8 @@ class RunConfig:
     entropy_fit_fraction: float = 0.5  # items used to fit the entropy models (code-stream codecs)
     executor: ExecutorSpec = ExecutorSpec()
     report: bool = True
+    alignment: AlignmentSpec = AlignmentSpec()  # off by default: no lag search (bench/pairing.py)
+    length_policy: str = "trim"  # trim both signals to their common length, or pad the decoded one
 
     @property
     def run_dir(self) -> Path:
@@ -317,7 +320,20 @@ def parse(raw: Any, base_dir: str | Path = ".") -> RunConfig:
         kwargs["executor"] = _executor(raw["executor"])
     if "report" in raw:
         kwargs["report"] = _typed(raw["report"], bool, "report")
+    if "alignment" in raw:
+        kwargs["alignment"] = _alignment(raw["alignment"])
+    if "length_policy" in raw:
+        kwargs["length_policy"] = check_length_policy(raw["length_policy"], "length_policy")
     return RunConfig(**kwargs)
+
+
+def _alignment(raw: Any) -> AlignmentSpec:
+    """``alignment: {max_lag_ms: 20, per: condition|item}`` (``max_lag_ms: 0`` or absent: off)."""
+    _check_keys(raw, {"max_lag_ms", "per"}, "alignment")
+    max_lag_ms = raw.get("max_lag_ms", 0.0)
+    per = raw.get("per", "condition")
+    check_alignment(max_lag_ms, per, "alignment")
+    return AlignmentSpec(max_lag_ms=float(max_lag_ms), per=per)
 
 
 def load(path: str | Path, base_dir: str | Path | None = None) -> RunConfig:

@@ -8,12 +8,14 @@ the scheduling order. Each unit derives its own seed from the run seed and its i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from codecbench.bench.config import MetricSpec, RunConfig
 from codecbench.bench.core.cache import make_key
 from codecbench.bench.datasets import Item
+from codecbench.bench.pairing import AlignmentSpec
+from codecbench.bench.pairing import identity as pairing_identity
 from codecbench.codecs.base import OperatingPoint
 
 
@@ -25,6 +27,7 @@ class ItemRef:
     clip_path: str
     clip_hash: str
     duration_s: float
+    input_columns: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)  # InputRecord.columns()
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Unit:
     run_dir: str
     cache_dir: str
     weights_dir: str | None
+    alignment: AlignmentSpec = AlignmentSpec()
+    length_policy: str = "trim"
 
 
 def shards(items: list[Item], shard_size: int) -> list[list[Item]]:
@@ -69,7 +74,8 @@ def expand(config: RunConfig, items: list[Item], device: str) -> list[Unit]:
                     "evaluation": evaluation,
                     "run_seed": config.seed,
                 }
-                unit_id = make_key(**identity, metrics=metric_ids)[:24]
+                unit_id = make_key(**identity, metrics=metric_ids,
+                                   pairing=pairing_identity(config.alignment, config.length_policy))[:24]
                 units.append(
                     Unit(
                         unit_id=unit_id,
@@ -77,7 +83,8 @@ def expand(config: RunConfig, items: list[Item], device: str) -> list[Unit]:
                         codec=codec.name,
                         codec_options=dict(codec.options),
                         point=point,
-                        items=tuple(ItemRef(i.item_id, i.clip_path, i.clip_hash, i.duration_s) for i in shard),
+                        items=tuple(ItemRef(i.item_id, i.clip_path, i.clip_hash, i.duration_s,
+                                           i.input_record.columns() if i.input_record else {}) for i in shard),
                         metrics=config.metrics,
                         seed=int(make_key(**identity)[:8], 16),
                         sample_rate_hz=config.dataset.sample_rate_hz,
@@ -87,6 +94,8 @@ def expand(config: RunConfig, items: list[Item], device: str) -> list[Unit]:
                         run_dir=str(config.run_dir),
                         cache_dir=str(config.cache_root),
                         weights_dir=config.weights_dir,
+                        alignment=config.alignment,
+                        length_policy=config.length_policy,
                     )
                 )
     return units

@@ -16,8 +16,9 @@ import pandas as pd
 from codecbench.bench.config import RunConfig
 from codecbench.bench.core.cache import Cache, make_key
 from codecbench.bench.core.errors import MetricFailure
-from codecbench.bench.datasets import ItemFailure
+from codecbench.bench.datasets import INPUT_COLUMNS, ItemFailure
 from codecbench.bench.grid import Unit
+from codecbench.bench.pairing import PAIR_COLUMNS
 from codecbench.bench.store import RunStore
 
 COLUMNS = [
@@ -27,6 +28,12 @@ COLUMNS = [
     "item_id", "clip_path", "clip_hash", "decoded_key", "duration_s", "level", "metric", "unit",
     "higher_is_better", "value", "status", "stage", "error", "extras", "extras_processing", "seed",
 ]
+# per-item records: what was done to the input file (datasets.InputRecord), to the pair before the metrics
+# (pairing.PairRecord), the decoded content hash and the degenerate-model flag (bench/degenerate.py)
+RECORD_COLUMNS = [*INPUT_COLUMNS, *PAIR_COLUMNS, "decoded_hash", "degenerate"]
+RECORD_NUMERIC = [c for c in RECORD_COLUMNS
+                  if c.endswith(("_hz", "_s", "_ms", "_samples", "_frames", "_correlation", "_z"))] + ["input_channels"]
+COLUMNS += RECORD_COLUMNS
 RATE_COLUMNS = ["bitrate_kbps", "serialized_kbps", "container_overhead_kbps", "entropy_coded_kbps",
                 "frame_rate_hz", "compression_ratio", "params_count", "algorithmic_latency_ms",
                 "encode_rtf", "decode_rtf"]
@@ -173,13 +180,15 @@ def to_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in table:
-            table[column] = np.nan if column in RATE_COLUMNS + ["value", "duration_s"] else ""
+            table[column] = np.nan if column in RATE_COLUMNS + RECORD_NUMERIC + ["value", "duration_s"] else ""
     table = table[COLUMNS]
-    for column in RATE_COLUMNS + ["value", "duration_s"]:
+    for column in RATE_COLUMNS + ["value", "duration_s"] + RECORD_NUMERIC:
         table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
-    for column in ("is_anchor", "higher_is_better"):
+    for column in ("is_anchor", "higher_is_better", "input_truncation_suspected"):
         table[column] = table[column].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else False)
-    text = [c for c in COLUMNS if c not in RATE_COLUMNS + ["value", "duration_s", "is_anchor", "higher_is_better", "seed"]]
+    text = [c for c in COLUMNS if c not in RATE_COLUMNS + RECORD_NUMERIC + ["value", "duration_s", "is_anchor",
+                                                                          "higher_is_better", "seed",
+                                                                          "input_truncation_suspected"]]
     table[text] = table[text].fillna("").astype(str)
     table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(-1).astype("int64")
     sort = ["codec", "point", "level", "item_id", "metric"]

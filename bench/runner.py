@@ -160,6 +160,7 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
                         continue
                     cache.put_audio("decoded", key, decoded, unit.sample_rate_hz)
                     bitstream = result.bitstreams[j]
+                    per_item = result.processing.get("items")  # readers of precomputed outputs: one record each
                     record = {
                         "decoded_key": key,
                         "decoded_hash": audio_ops.content_hash(decoded, unit.sample_rate_hz),
@@ -167,6 +168,7 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
                         "processing": result.processing,
                         "encode_rtf": result.processing.get("encode_s", math.nan) / audio_s,
                         "decode_rtf": result.processing.get("decode_s", math.nan) / audio_s,
+                        "decoded_padded_samples": int(per_item[j].get("padded_samples", 0)) if per_item else 0,
                     }
                     if bitstream.streams:
                         save_code_streams(cache, key, bitstream)
@@ -178,20 +180,52 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
     return records
 
 
-def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | str], stats: UnitStats) -> dict[str, dict[str, Any]]:
+def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | str]) -> dict[str, Any]:
+    """Per decoded item: (reference, degraded, PairRecord) after the unit's length policy and alignment
+    (:mod:`codecbench.bench.pairing`; with ``per: condition`` one lag for the unit's items), or an error string."""
+    from codecbench.bench import pairing
+
+    pairs: dict[str, Any] = {}
+    ok = []
+    for ref in unit.items:
+        record = decoded.get(ref.item_id)
+        if not isinstance(record, dict):
+            continue
+        reference = cache.get_audio("clips", ref.clip_hash, ref.clip_hash, unit.sample_rate_hz)
+        degraded = cache.get_audio("decoded", record["decoded_key"], record.get("decoded_hash"), unit.sample_rate_hz)
+        if reference is None or degraded is None:  # deleted or damaged since written: a failed row, never a missing one
+            pairs[ref.item_id] = f"input audio missing or failing verification for item {ref.item_id}"
+            continue
+        ok.append((ref, reference, degraded, int(record.get("decoded_padded_samples", 0))))
+    refs, degs, records = pairing.prepare([o[1] for o in ok], [o[2] for o in ok], unit.sample_rate_hz,
+                                          alignment=unit.alignment, length_policy=unit.length_policy,
+                                          padded_samples=[o[3] for o in ok])
+    for (ref, *_), r, d, rec in zip(ok, refs, degs, records):
+        pairs[ref.item_id] = (r, d, rec)
+    return pairs
+
+
+def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | str], stats: UnitStats,
+                 pairs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Item-metric results per (item id, metric name): {"value", "extras"} or {"error"}."""
     results: dict[str, dict[str, Any]] = {}
-    ok = [ref for ref in unit.items if isinstance(decoded.get(ref.item_id), dict)]
+    ok = [ref for ref in unit.items if isinstance(pairs.get(ref.item_id), tuple)]
     for spec in unit.metrics:
         metric = metric_instance(spec, unit.cache_dir, unit.device)
         if metric.info.level != "item":
             continue
         if metric.availability():
             continue  # unavailable here (e.g. absent weights): listed with its reason in the manifest, no rows
+        for item_id, pair in pairs.items():
+            if isinstance(pair, str):
+                results[f"{item_id}|{spec.name}"] = {"error": pair}
         todo = []
         for ref in ok:
             record = decoded[ref.item_id]
-            key = metric_key(metric.identity(), ref.clip_hash, record["decoded_hash"], unit.sample_rate_hz)
+            pairing_done = {"length_policy": unit.length_policy, "lag_samples": pairs[ref.item_id][2].lag.lag_samples,
+                            "decoded_padded_samples": record.get("decoded_padded_samples", 0)}
+            key = metric_key({**metric.identity(), "pairing": pairing_done}, ref.clip_hash, record["decoded_hash"],
+                             unit.sample_rate_hz)
             cached = cache.get_json("metrics", key)
             if cached is not None:
                 results[f"{ref.item_id}|{spec.name}"] = cached
@@ -200,13 +234,9 @@ def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | s
                 todo.append((ref, record, key))
         if not todo:
             continue
-        references = [cache.get_audio("clips", ref.clip_hash, ref.clip_hash, unit.sample_rate_hz) for ref, _, _ in todo]
-        degraded = [cache.get_audio("decoded", record["decoded_key"], record.get("decoded_hash"), unit.sample_rate_hz)
-                    for _, record, _ in todo]
-        vanished = [ref.item_id for (ref, _, _), a, b in zip(todo, references, degraded) if a is None or b is None]
+        references = [pairs[ref.item_id][0] for ref, _, _ in todo]
+        degraded = [pairs[ref.item_id][1] for ref, _, _ in todo]
         try:
-            if vanished:  # inputs deleted or damaged since they were written: failed rows, never missing ones
-                raise MetricFailure(f"input audio missing or failing verification for items {vanished[:5]}")
             scores = metric.score_batch(references, degraded, unit.sample_rate_hz)
         except Exception as error:
             scores = [MetricFailure(_error_text(error))] * len(todo)
@@ -254,21 +284,24 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
         store.write(unit.unit_id, record)
         return {**vars(stats), "failed": True, "error": record["error"]}
     decoded = _decode_items(unit, codec, cache, stats)
-    scores = _score_items(unit, cache, decoded, stats)
+    pairs = _pair_items(unit, cache, decoded)
+    scores = _score_items(unit, cache, decoded, stats, pairs)
     cost = {
         "params_count": codec.num_parameters(),
         "algorithmic_latency_ms": codec.algorithmic_latency_ms(unit.point),
     }
     rows = []
     for ref in unit.items:
-        base = {**_base_row(unit, codec, ref), **cost}
+        base = {**_base_row(unit, codec, ref), **cost, **ref.input_columns}
         record = decoded.get(ref.item_id)
         if not isinstance(record, dict):
             stats.failed_items += 1
             rows.append({**base, "metric": "", "status": "failed", "stage": "codec", "error": str(record), "value": math.nan})
             continue
-        base.update({k: v for k, v in record.items() if k not in ("processing", "decoded_hash")})
-        base["extras_processing"] = json.dumps(record.get("processing", {}), sort_keys=True)
+        base.update({k: v for k, v in record.items() if k != "processing"})
+        base["extras_processing"] = json.dumps(record.get("processing", {}), sort_keys=True)  # what the codec did
+        if isinstance(pairs.get(ref.item_id), tuple):
+            base.update(pairs[ref.item_id][2].columns())
         for spec in unit.metrics:
             entry = scores.get(f"{ref.item_id}|{spec.name}")
             if entry is None:

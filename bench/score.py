@@ -2,9 +2,13 @@
 
     codecbench score REF_DIR DEG_DIR [DEG_DIR ...] [--metrics si_sdr,mel_distance] [--out scores.parquet|.csv]
                      [--sample-rate-hz 48000] [--tolerance 0.03] [--deg-sample-rate-hz HZ] [--wide]
+                     [--length-policy trim|pad] [--max-lag-ms MS] [--align-per condition|item]
 
-Files are paired and aligned by the reader of precomputed outputs (:mod:`codecbench.codecs.precomputed`: same
-pairing, resampling, trimming/padding tolerance and header-rate check). Item metrics are scored per item
+Files are paired and read by the reader of precomputed outputs (:mod:`codecbench.codecs.precomputed`: same
+pairing, resampling, length tolerance and header-rate check); then :mod:`codecbench.bench.pairing` applies the
+length policy (default ``trim`` to the common length) and, only when asked (``--max-lag-ms``), a measured lag per
+condition or item that must pass a significance test. Each row records what was done to its files
+(``input_*`` columns of the reference file, the decoded file's alignment columns, ``length_*`` and ``lag_*``). Item metrics are scored per item
 (``score_batch``), set metrics once per decoded folder (``compute_set``); a metric that cannot score an item gives
 a failed row with its reason, never a number.
 
@@ -27,6 +31,7 @@ from codecbench.bench.core.errors import ConfigError, MetricFailure
 if TYPE_CHECKING:
     import pandas as pd
     from codecbench.bench.metrics.base import Metric
+    from codecbench.bench.pairing import AlignmentSpec
     from codecbench.codecs.precomputed import AlignedFolder
 
 DEFAULT_METRICS = ("si_sdr", "mel_distance")
@@ -58,8 +63,13 @@ def _metric_instances(metrics: Sequence[str | Metric], cache_dir: str | None, de
     return out
 
 
-def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_hz: int) -> list[dict[str, Any]]:
+def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_hz: int,
+                 alignment: AlignmentSpec | None = None, length_policy: str = "trim") -> list[dict[str, Any]]:
     """The long-table rows of one aligned decoded folder."""
+    from codecbench.bench import pairing
+    from codecbench.bench.core.audio import content_hash
+    from codecbench.bench.datasets import reader_input_record, truncation_check
+
     spec = folder.spec
     declared = spec.declared_rates()
     common = {
@@ -71,8 +81,10 @@ def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_h
         "compression_ratio": declared.get("compression_ratio", math.nan),
         "rate_source": spec.rate_source,
     }
-    references = [item.reference for item in folder.items]
-    decoded = [item.decoded for item in folder.items]
+    references, decoded, pair_records = pairing.prepare(
+        [item.reference for item in folder.items], [item.decoded for item in folder.items], sample_rate_hz,
+        alignment=alignment or pairing.AlignmentSpec(), length_policy=length_policy,
+        padded_samples=[item.decoded_record.padded_samples for item in folder.items])
     rows: list[dict[str, Any]] = []
     for metric in metrics:
         info = metric.info
@@ -84,7 +96,7 @@ def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_h
                 results: list[Any] = [MetricFailure(f"unavailable: {reason}")] * len(folder.items)
             else:
                 results = metric.score_batch(references, decoded, sample_rate_hz)
-            for item, result in zip(folder.items, results):
+            for item, result, pair in zip(folder.items, results, pair_records):
                 record = item.decoded_record
                 rows.append({
                     **common, **described,
@@ -97,6 +109,10 @@ def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_h
                     "reference_sample_format": item.reference_record.sample_format,
                     "reference_resampled_from_hz": item.reference_record.read_sample_rate_hz,
                     "alignment": record.summary(),
+                    "decoded_hash": content_hash(item.decoded, sample_rate_hz),
+                    "decoded_truncation_suspected": truncation_check(Path(record.path), record.file_samples)[0],
+                    **reader_input_record(item.reference_record).columns(),
+                    **pair.columns(),
                 })
         else:
             if reason is not None:
@@ -129,6 +145,9 @@ def score(
     decoded_sample_rate_hz: int | None = None,
     cache_dir: str | None = None,
     device: str = "cpu",
+    alignment: AlignmentSpec | None = None,
+    length_policy: str = "trim",
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Score every decoded folder against ``reference_dir``; returns the long table (see module docstring).
 
@@ -140,6 +159,9 @@ def score(
         length_tolerance: largest length mismatch trimmed or padded, as a fraction (default 3 %, at most 5 %).
         decoded_sample_rate_hz: read every decoded file at this rate instead of its header rate (wrong headers);
             a folder's ``codecbench.yaml`` may set its own ``sample_rate_hz``.
+        alignment: measured lag compensation (:class:`~codecbench.bench.pairing.AlignmentSpec`); default off.
+        length_policy: ``trim`` (default; both cut to the common length) or ``pad`` (decoded zero-padded).
+        progress: print one line per folder to stderr as it is read and scored.
     Raises:
         AudioInputError: missing, extra or unreadable files, lengths beyond the tolerance (with a header-rate hint).
         UnknownNameError: an unknown metric name.
@@ -151,23 +173,44 @@ def score(
         decoded_dirs = [decoded_dirs]
     if not decoded_dirs:
         raise ConfigError("score: give at least one folder of decoded files")
+    from codecbench.bench import pairing
+
     tolerance = precomputed.DEFAULT_LENGTH_TOLERANCE if length_tolerance is None else length_tolerance
+    length_policy = pairing.check_length_policy(length_policy, "--length-policy")
     instances = _metric_instances(metrics, cache_dir, device)
-    folders = [
-        precomputed.read_pairs(reference_dir, folder, sample_rate_hz=sample_rate_hz, length_tolerance=tolerance,
-                               decoded_sample_rate_hz=decoded_sample_rate_hz,
-                               override_source="--deg-sample-rate-hz")
-        for folder in decoded_dirs
-    ]  # every folder is read (and checked) before any metric runs
+    say = _progress_printer(progress)
+    folders = []
+    for folder in decoded_dirs:
+        folders.append(precomputed.read_pairs(reference_dir, folder, sample_rate_hz=sample_rate_hz,
+                                              length_tolerance=tolerance, decoded_sample_rate_hz=decoded_sample_rate_hz,
+                                              override_source="--deg-sample-rate-hz"))
+    # every folder is read (and checked) before any metric runs
     conditions = [folder.spec.condition for folder in folders]
     if len(set(conditions)) != len(conditions):
         raise ConfigError(f"score: two decoded folders share a name ({conditions}); names label the results")
-    rows = [row for folder in folders for row in _folder_rows(folder, instances, sample_rate_hz)]
+    rows = []
+    for index, folder in enumerate(folders):
+        say(f"scoring {index + 1}/{len(folders)}: {folder.spec.condition} ({len(folder.items)} items)")
+        rows.extend(_folder_rows(folder, instances, sample_rate_hz, alignment, length_policy))
     table = pd.DataFrame(rows)
+    from codecbench.bench import degenerate
+
+    table = degenerate.mark_score_table(table)
     for column in _ALIGNMENT_COLUMNS + ("reference_sample_format", "reference_resampled_from_hz", "alignment"):
         if column not in table:  # only set metrics were asked for
             table[column] = None
     return table
+
+
+def _progress_printer(enabled: bool):
+    """A function printing one progress line to stderr (flushed, so it shows when the output is piped)."""
+    import sys
+
+    def say(text: str) -> None:
+        if enabled:
+            print(f"codecbench score: {text}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def wide(table: pd.DataFrame) -> pd.DataFrame:
@@ -231,16 +274,19 @@ def _fmt(value: float) -> str:
 
 def print_tables(table: pd.DataFrame, console: Any = None) -> None:
     """Per-item values (with the alignment done) and per-folder means with 95 % CIs, as rich tables."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    # piped output: no terminal width to fit, so nothing is cut (a terminal gets rich's usual fitting)
+    console = console or (Console() if sys.stdout.isatty() else Console(width=1000))
     columns = list(dict.fromkeys(table["value_column"]))
     item_columns = [c for c in columns if (table[table["value_column"] == c]["level"] == "item").all()]
     if item_columns:
         items = Table(title="per item")
         for header in ("condition", "item", *item_columns, "alignment"):
-            items.add_column(header, justify="right" if header in item_columns else "left")
+            items.add_column(header, justify="right" if header in item_columns else "left", overflow="fold")
         for row in wide(table).to_dict("records"):  # not itertuples: `pesq_wb_mos-lqo` is no identifier
             cells = []
             for column in item_columns:
@@ -305,9 +351,24 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "(default 0.03, at most 0.05)")
     parser.add_argument("--deg-sample-rate-hz", type=_positive_int, default=None,
                         help="read every decoded file at this rate, ignoring its header rate (for wrong headers)")
+    parser.add_argument("--length-policy", choices=("trim", "pad"), default="trim",
+                        help="trim both signals to their common length (default) or zero-pad the decoded one")
+    parser.add_argument("--max-lag-ms", type=float, default=0.0,
+                        help="measure and undo a residual lag within +/- this many ms, accepted only when the "
+                        "correlation peak is significant (default 0: no lag search)")
+    parser.add_argument("--align-per", choices=("condition", "item"), default="condition",
+                        help="one lag per decoded folder from all its items (default) or one per item")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--cache-dir", default=None, help="metric embedding cache (optional)")
     parser.add_argument("--device", default="cpu", help="device for model-based metrics (default cpu)")
     parser.set_defaults(func=_command)
+
+
+def _alignment_arg(max_lag_ms: float, per: str) -> AlignmentSpec:
+    from codecbench.bench.pairing import AlignmentSpec, check_alignment
+
+    check_alignment(max_lag_ms, per, "--max-lag-ms/--align-per")
+    return AlignmentSpec(max_lag_ms=float(max_lag_ms), per=per)
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -317,7 +378,8 @@ def _command(args: argparse.Namespace) -> int:
     table = score(
         args.reference_dir, args.decoded_dirs, metrics=names, sample_rate_hz=args.sample_rate_hz,
         length_tolerance=args.tolerance, decoded_sample_rate_hz=args.deg_sample_rate_hz,
-        cache_dir=args.cache_dir, device=args.device,
+        cache_dir=args.cache_dir, device=args.device, length_policy=args.length_policy,
+        alignment=_alignment_arg(args.max_lag_ms, args.align_per), progress=not args.quiet,
     )
     print_tables(table)
     if args.out:

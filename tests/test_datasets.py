@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 from codecbench.bench.core.errors import AudioInputError, ConfigError
-from codecbench.bench.datasets import DatasetSpec, list_clips, load_clip, prepare_items, segment
+from codecbench.bench.datasets import (
+    INPUT_COLUMNS,
+    DatasetSpec,
+    list_clips,
+    load_clip,
+    prepare_items,
+    segment,
+    skipped_files,
+)
 
 
 def tone(seconds: float, rate: int = 48_000, channels: int = 1) -> np.ndarray:
@@ -100,3 +108,61 @@ def test_content_hash_identifies_content_not_name(tmp_path):
     write(tmp_path / "b.wav", tone(5.0))
     items, _ = prepare_items(DatasetSpec(path=str(tmp_path)))
     assert items[0].clip_hash == items[1].clip_hash
+
+
+def test_input_record_columns_for_a_resampled_padded_stereo_clip(tmp_path):
+    write(tmp_path / "a.flac", tone(4.9, rate=44_100, channels=2), rate=44_100, subtype="PCM_24")
+    (item,), _ = prepare_items(DatasetSpec(path=str(tmp_path)))
+    columns = item.input_record.columns()
+    assert set(columns) == set(INPUT_COLUMNS)
+    assert columns["input_sample_rate_hz"] == 44_100 and columns["input_resampler"].startswith("soxr")
+    assert columns["input_channels"] == 2 and columns["input_downmix"] == "downmix-mean-2to1"
+    assert columns["input_padded_s"] == pytest.approx(0.1, abs=1e-3) and columns["input_dropped_s"] == 0.0
+    assert not columns["input_truncation_suspected"] and columns["input_header_frames"] == -1  # FLAC: no check
+    assert "zero-padded by 0.100 s" in columns["input_note"]
+
+
+def test_dropped_seconds_are_counted_once_per_clip(tmp_path):
+    write(tmp_path / "long.wav", tone(8.0))
+    (item,), _ = prepare_items(DatasetSpec(path=str(tmp_path)))
+    assert item.input_record.dropped_s == pytest.approx(3.0) and "3.000 s after the last segment" in item.input_record.note
+    write(tmp_path / "long.wav", tone(12.5))
+    items, _ = prepare_items(DatasetSpec(path=str(tmp_path), max_segments_per_clip=5))
+    assert [i.input_record.dropped_s for i in items] == [0.0, pytest.approx(2.5)]
+
+
+def test_hidden_files_are_skipped_with_a_note(tmp_path):
+    write(tmp_path / "a.wav", tone(5.0))
+    write(tmp_path / "._a.wav", tone(5.0))
+    (tmp_path / ".hidden").mkdir()
+    write(tmp_path / ".hidden" / "b.wav", tone(5.0))
+    items, failures = prepare_items(DatasetSpec(path=str(tmp_path)))
+    assert [i.item_id for i in items] == ["a#0"] and not failures
+    notes = skipped_files(DatasetSpec(path=str(tmp_path)))
+    assert notes == [f"{tmp_path / '._a.wav'}: skipped (hidden file)", f"{tmp_path / '.hidden' / 'b.wav'}: skipped (hidden file)"]
+
+
+def _truncate(path, fraction: float) -> None:
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        handle.truncate(int(size * fraction))
+
+
+def test_truncated_wav_is_reported(tmp_path):
+    write(tmp_path / "cut.wav", tone(5.1), subtype="PCM_16")
+    _truncate(tmp_path / "cut.wav", 0.97)  # 4.95 s left: still within the padding tolerance, so it is used
+    (item,), failures = prepare_items(DatasetSpec(path=str(tmp_path)))
+    record = item.input_record
+    assert not failures and record.truncation_suspected
+    assert record.header_frames == int(5.1 * 48_000) and record.read_frames < record.header_frames
+    assert record.note.startswith(f"truncated file: header promises {int(5.1 * 48_000)} frames")
+    write(tmp_path / "cut.wav", tone(5.0), subtype="PCM_16")
+    _truncate(tmp_path / "cut.wav", 0.5)
+    _, (failure,) = prepare_items(DatasetSpec(path=str(tmp_path)))
+    assert "too short" in failure.error and "the file looks truncated: its header promises 5.00 s" in failure.error
+
+
+def test_an_intact_wav_is_not_suspected(tmp_path):
+    write(tmp_path / "ok.wav", tone(5.0), subtype="PCM_16")
+    (item,), _ = prepare_items(DatasetSpec(path=str(tmp_path)))
+    assert not item.input_record.truncation_suspected and item.input_record.header_frames == 240_000

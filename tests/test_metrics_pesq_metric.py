@@ -63,11 +63,12 @@ def test_resampling_and_lag_recorded(rng):
     envelope = (np.sin(2 * np.pi * 2 * t) > 0).astype(np.float32)  # on/off bursts: PESQ needs utterances
     ref = (envelope * 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(t.size))[None].astype(np.float32)
     deg = np.concatenate([np.zeros((1, 480), np.float32), ref[:, :-480]], axis=1)  # 10 ms late
-    value = PesqWideband().score(ref, deg, 48000)
+    value = PesqWideband(max_lag_ms=50.0).score(ref, deg, 48000)
     assert value.extras["resampled_from_hz"] == 48000 and value.extras["working_rate_hz"] == 16000
     assert value.extras["lag_samples"] == 160
     assert value.value > 4.0 and value.extras["lag_compensated"] is False
-    shifted = PesqWideband(pre_align=True).score(ref, deg, 48000)
+    assert PesqWideband().score(ref, deg, 48000).extras["lag_samples"] == 0  # no search by default
+    shifted = PesqWideband(pre_align=True, max_lag_ms=50.0).score(ref, deg, 48000)
     assert shifted.extras["lag_compensated"] is True and shifted.value > 4.0
 
 
@@ -80,3 +81,18 @@ def test_too_short_fails_with_package_reason(rng):
     ref = (0.3 * rng.standard_normal((1, 800))).astype(np.float32)
     with pytest.raises(MetricFailure, match="pesq_wb"):
         PesqWideband().score(ref, ref, 16000)
+
+
+def test_failure_reason_is_text_not_bytes(monkeypatch):
+    from codecbench.bench.metrics.pesq_metric import error_text
+
+    assert error_text(ValueError(b"No utterances detected")) == "No utterances detected"
+    pesq = pytest.importorskip("pesq")
+
+    def raises(*args, **kwargs):  # the package raises with the C library's message as bytes
+        raise pesq.NoUtterancesError(b"No utterances detected")
+
+    monkeypatch.setattr(pesq, "pesq", raises)
+    with pytest.raises(MetricFailure) as caught:
+        pesq_score(np.ones(16000, np.float32), np.ones(16000, np.float32), 16000, "wb")
+    assert str(caught.value) == "pesq_wb: NoUtterancesError: No utterances detected"

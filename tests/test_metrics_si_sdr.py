@@ -33,12 +33,22 @@ def test_matches_torchmetrics(rng):
     np.testing.assert_allclose(si_sdr_db(ref, deg), expected, atol=1e-6)
 
 
-def test_metric_compensates_delay(rng):
+def test_default_searches_no_lag(rng):
+    ref = rng.standard_normal((1, SR)).astype(np.float32)
+    lag = 37
+    deg = np.concatenate([np.zeros((1, lag), np.float32), ref[:, :-lag]], axis=1)
+    value = SISDR().score(ref, deg, SR)
+    assert value.extras["lag_samples"] == 0
+    assert value.value == pytest.approx(float(si_sdr_db(ref, deg)[0]), abs=1e-9)
+    assert value.value < 0.0  # an uncompensated delay on white noise: no correlation left
+
+
+def test_metric_compensates_delay_when_asked(rng):
     ref = rng.standard_normal((1, SR)).astype(np.float32)
     noise = 0.1 * rng.standard_normal((1, SR)).astype(np.float32)
     lag = 37
     deg = np.concatenate([np.zeros((1, lag), np.float32), ref[:, :-lag]], axis=1) + noise
-    value = SISDR().score(ref, deg, SR)
+    value = SISDR(max_lag_ms=50.0).score(ref, deg, SR)
     assert value.extras["lag_samples"] == lag
     expected = si_sdr_db(ref[:, :-lag], deg[:, lag:])[0]
     assert value.value == pytest.approx(expected, abs=1e-9)

@@ -57,3 +57,33 @@ def test_bad_arguments_have_clear_errors(tmp_path, capsys):
         build_report([run], tmp_path / "r", metrics=["pesq"], options=FAST)
     assert main(["report", str(run), str(run)]) == 2
     assert "choose the report folder with --out" in capsys.readouterr().err
+
+
+def test_degenerate_points_are_marked_and_not_drawn_and_dataset_mismatch_warns(tmp_path, monkeypatch):
+    from codecbench.bench import degenerate
+    from codecbench.bench.report import rate_quality
+
+    a = write_synthetic_run(tmp_path, "v1")
+    b = write_synthetic_run(tmp_path, "v2")
+    table = pd.read_parquet(b / "results.parquet")
+    table["degenerate"] = ""
+    table.loc[table["codec"] == "neuralx", "degenerate"] = degenerate.FLAG
+    table.loc[table["item_id"] == "clip0#0", "clip_hash"] = "other-content"  # v2 scored a different clip 0
+    table.to_parquet(b / "results.parquet", index=False)
+    drawn = []
+    real = rate_quality.plot_rate_quality
+
+    def spy(summary, metric, *args, **kwargs):
+        drawn.append(set(zip(summary["run"], summary["codec"])))
+        return real(summary, metric, *args, **kwargs)
+
+    monkeypatch.setattr(rate_quality, "plot_rate_quality", spy)
+    result = build_report([a, b], tmp_path / "r", metrics=["si_sdr"], formats=("png",),
+                          options=ReportOptions(n_resamples=100, n_audio_items=0))
+    page = result.index_html.read_text()
+    assert degenerate.FLAG in page and "neuralx n_q=1 (v2)" in page
+    assert drawn and ("v2", "neuralx") not in drawn[0] and ("v1", "neuralx") in drawn[0]
+    assert "The runs used different datasets" in page
+    from codecbench.bench.report.data import dataset_mismatch, load_run
+
+    assert dataset_mismatch([load_run(a), load_run(write_synthetic_run(tmp_path, "v3"))]) is None

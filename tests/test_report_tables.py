@@ -104,3 +104,22 @@ def test_frame_rate_column_dropped_when_no_codec_has_one(prepared):
     t = summary_table(no_fr, "discrete")
     assert t.columns[:3] == ("system", "point", "bitrate (kbps)") and "frame rate (Hz)" not in t.columns
     assert all(len(row) == len(t.columns) for _, rows in t.blocks for row in rows)
+
+
+def test_outliers_never_flag_the_reference_or_a_near_constant_column(prepared):
+    ok, _ = prepared
+    ok = ok.copy()
+    si = ok["metric"] == "si_sdr"
+    # the hidden reference scored against itself: identical values up to rounding, one item 0.4 dB lower
+    ref = si & (ok["codec"] == "reference")
+    ok.loc[ref, "value"] = 60.0 + 1e-6 * np.arange(int(ref.sum()))
+    ok.loc[ref & (ok["item_id"] == "clip3#0"), "value"] = 59.6
+    # an ordinary system whose items are nearly constant: a 0.1 % difference is no outlier either
+    near = si & (ok["codec"] == "opus") & (ok["point"] == "bitrate_kbps=12")
+    ok.loc[near, "value"] = 20.0 + 1e-6 * np.arange(int(near.sum()))
+    ok.loc[near & (ok["item_id"] == "clip2#0"), "value"] = 19.98
+    # a real outlier elsewhere is still found
+    bad = si & (ok["codec"] == "opus") & (ok["point"] == "bitrate_kbps=6") & (ok["item_id"] == "clip3#0")
+    ok.loc[bad, "value"] = -40.0
+    _, outliers = per_item_table(ok, "si_sdr")
+    assert outliers[["column", "item_id"]].values.tolist() == [["opus | bitrate_kbps=6", "clip3#0"]]

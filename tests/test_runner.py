@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from codecbench.bench import api
+from codecbench.bench import api, degenerate
 from toy_codecs import register_all
 
 register_all()
@@ -96,12 +96,52 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path):
     assert "broken#0" in (result.run_dir / "failures.csv").read_text()
 
 
+def test_rows_carry_input_and_pairing_records(tmp_path):
+    data = tone_folder(tmp_path / "data", 1, seconds=1.5)  # 0.5 s beyond the 1-s segment: dropped, and said so
+    sf.write(str(data / "stereo44.wav"), np.tile(np.sin(np.arange(44_100) / 7.0), (2, 1)).T.astype(np.float32) * 0.3,
+             44_100, subtype="FLOAT")
+    (data / "._clip00.wav").write_bytes((data / "clip00.wav").read_bytes())  # a macOS resource fork: not an item
+    raw = config(tmp_path, data, codecs=[{"name": "toy_quant", "grid": {"bits": [6]}}], metrics=["si_sdr"],
+                 alignment={"max_lag_ms": 20, "per": "item"})
+    result = api.run(raw, progress=False)
+    items = result.table[result.table.level == "item"].set_index("item_id")
+    assert sorted(items.index) == ["clip00#0", "stereo44#0"]
+    assert items.loc["clip00#0", "input_dropped_s"] == pytest.approx(0.5)
+    assert items.loc["stereo44#0", "input_sample_rate_hz"] == 44_100
+    assert items.loc["stereo44#0", "input_channels"] == 2 and items.loc["stereo44#0", "input_downmix"] != "none"
+    assert items.loc["stereo44#0", "input_resampler"].startswith("soxr")
+    # the codec's own record stays apart: it resampled 48 kHz -> 16 kHz, nothing about the input file
+    processing = json.loads(items.loc["stereo44#0", "extras_processing"])
+    assert processing["native_sample_rate_hz"] == 16_000 and "source_sample_rate_hz" not in processing
+    assert set(items.length_policy) == {"trim"} and set(items.lag_scope) == {"item"}
+    assert set(items.lag_samples) == {0.0} and items.lag_decision.str.len().gt(0).all()
+    assert items.decoded_hash.str.len().gt(0).all() and set(items.degenerate) == {""}
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["inputs_skipped"] == [f"{data / '._clip00.wav'}: skipped (hidden file)"]
+    assert manifest["config"]["alignment"] == {"max_lag_ms": 20.0, "per": "item"}
+    # consistent file modes: the manifest is as readable as results.parquet
+    mode = lambda p: (result.run_dir / p).stat().st_mode & 0o777  # noqa: E731
+    assert mode("manifest.json") == mode("results.parquet") and mode("manifest.json") & 0o044
+
+
+def test_a_codec_that_ignores_its_operating_point_is_flagged(tmp_path):
+    data = tone_folder(tmp_path / "data", 2)
+    raw = config(tmp_path, data, codecs=[{"name": "toy_blind", "grid": {"bits": [3, 6, 9]}},
+                                         {"name": "toy_quant", "grid": {"bits": [3, 6]}}], metrics=["si_sdr"])
+    result = api.run(raw, progress=False)
+    flags = result.table.groupby(["codec", "point"]).degenerate.unique().map(list).to_dict()
+    assert flags == {("toy_blind", f"bits={b}"): [degenerate.FLAG] for b in (3, 6, 9)} | {
+        ("toy_quant", "bits=3"): [""], ("toy_quant", "bits=6"): [""]}
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["degenerate_points"] == [f"toy_blind bits={b}: {degenerate.FLAG}" for b in (3, 6, 9)]
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from toy_codecs import register_all
     register_all()
-    from codecbench.bench import api
+    from codecbench.bench import api, degenerate
     import json
     raw = json.loads({raw!r})
     api.run(raw, progress=False)

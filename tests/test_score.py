@@ -70,22 +70,36 @@ def test_score_long_table_values_and_alignment(dirs: dict) -> None:
     table = score_mod.score(dirs["ref"], dirs["deg"], metrics=[PeakError(), MeanLength()])
     items = table[table["level"] == "item"].set_index("item_id")
     assert list(items.index) == ["a", "b", "c"]
-    # a: constant 0.1 offset except the 120 padded samples, where the error is |ref|: max of the two
-    a_ref = dirs["refs"]["a"]
-    expected_a = 20 * np.log10(max(np.max(np.abs((a_ref[:-120] + 0.1) - a_ref[:-120])), np.max(np.abs(a_ref[-120:]))))
-    assert items.loc["a", "value"] == pytest.approx(expected_a, abs=1e-5)
+    # a: the decoded file is 120 samples short; the default length policy trims both, so the error is the
+    # constant 0.1 offset alone
+    assert items.loc["a", "value"] == pytest.approx(20 * np.log10(0.1), abs=1e-5)
+    assert items.loc["a", "length_policy"] == "trim" and items.loc["a", "length_trimmed_s"] == pytest.approx(120 / SR)
+    assert items.loc["a", "lag_decision"] == "off" and items.loc["a", "lag_samples"] == 0
+    assert items.loc["a", "input_sample_rate_hz"] == SR and not items.loc["a", "input_truncation_suspected"]
     b_expected = 20 * np.log10(np.max(np.abs(0.5 * dirs["refs"]["b"] - dirs["refs"]["b"])))
     assert items.loc["b", "value"] == pytest.approx(b_expected, abs=1e-3)  # PCM_24 quantisation
     assert items.loc["c", "status"] == "failed" and np.isnan(items.loc["c", "value"])
     assert items.loc["c", "error"] == "degraded is all zero"
     assert items.loc["a", "padded_samples"] == 120 and items.loc["b", "sample_format"] == "PCM_24"
     assert items.loc["a", "alignment"] == "padded 120; FLOAT"
-    assert json.loads(items.loc["a", "extras"]) == {"n_samples": 12000}
+    assert json.loads(items.loc["a", "extras"]) == {"n_samples": 12000 - 120}
     assert set(items["value_column"]) == {"peak_error_db"} and set(items["unit"]) == {"dB"}
     assert set(items["bitrate_kbps"]) == {0.75} and items["rate_source"].str.contains("not measured").all()
     assert set(items["codec"]) == {"Toy"} and set(items["condition"]) == {"deg"}
     set_row = table[table["level"] == "set"].iloc[0]
-    assert set_row["value_column"] == "mean_length_s" and set_row["value"] == pytest.approx(0.25)
+    assert set_row["value_column"] == "mean_length_s" and set_row["value"] == pytest.approx((3 * 12000 - 120) / 3 / SR)
+
+
+def test_pad_policy_keeps_the_padded_samples(dirs: dict) -> None:
+    table = score_mod.score(dirs["ref"], dirs["deg"], metrics=[PeakError()], length_policy="pad")
+    items = table[table["level"] == "item"].set_index("item_id")
+    # a: constant 0.1 offset except the 120 padded samples, where the error is |ref|: max of the two
+    a_ref = dirs["refs"]["a"]
+    expected_a = 20 * np.log10(max(np.max(np.abs((a_ref[:-120] + 0.1) - a_ref[:-120])), np.max(np.abs(a_ref[-120:]))))
+    assert items.loc["a", "value"] == pytest.approx(expected_a, abs=1e-5)
+    assert items.loc["a", "length_policy"] == "pad" and items.loc["a", "length_padded_s"] == pytest.approx(120 / SR)
+    with pytest.raises(ConfigError, match="--length-policy"):
+        score_mod.score(dirs["ref"], dirs["deg"], metrics=[PeakError()], length_policy="stretch")
 
 
 def test_wide_and_summary(dirs: dict) -> None:
@@ -114,8 +128,9 @@ def test_registry_metric_matches_a_direct_call(dirs: dict) -> None:
     metric = registry.create("si_sdr")
     for item in read_pairs(dirs["ref"], dirs["deg"]).items:
         row = table[table["item_id"] == item.item].iloc[0]
+        keep = item.reference.shape[-1] - item.decoded_record.padded_samples  # the default policy trims
         try:
-            expected = metric.score(item.reference, item.decoded, SR).value
+            expected = metric.score(item.reference[:, :keep], item.decoded[:, :keep], SR).value
         except MetricFailure as failure:
             assert row["status"] == "failed" and row["error"] == str(failure)
             continue
@@ -196,3 +211,40 @@ def test_set_metric_marked_unreliable_keeps_its_status(dirs: dict) -> None:
     table = score_mod.score(dirs["ref"], dirs["deg"], metrics=[Extrapolated()])
     row = table[table["metric"] == "extrapolated"].iloc[0]
     assert (row["status"], row["error"], row["value"]) == ("unreliable", "negative extrapolation -0.5", -0.5)
+
+
+def test_cli_piped_shows_progress_full_names_and_records_alignment(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    ref_dir, deg_a, deg_b = tmp_path / "ref", tmp_path / "cond_a", tmp_path / "cond_b"
+    long_name = "BBC_LAION_Typewriter_ClosePerspectivemediumtyping14641"
+    for folder in (ref_dir, deg_a, deg_b):
+        folder.mkdir()
+    for name in (long_name, "short"):
+        x = rng.standard_normal(SR).astype(np.float32) * 0.1
+        sf.write(str(ref_dir / f"{name}.wav"), x, SR, subtype="FLOAT")
+        y = np.concatenate([np.zeros(48, np.float32), x[:-48]]) + 0.01 * rng.standard_normal(SR).astype(np.float32)
+        for folder in (deg_a, deg_b):  # the same output in both conditions of one codec: degenerate
+            sf.write(str(folder / f"{name}.wav"), y, SR, subtype="FLOAT")
+            (folder / "codecbench.yaml").write_text("codec: same\nbitrate_kbps: 1.0\n")
+    out = tmp_path / "scores.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "codecbench.bench.cli", "score", str(ref_dir), str(deg_a), str(deg_b), "--metrics",
+         "si_sdr", "--max-lag-ms", "5", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert long_name in done.stdout  # not cut to the 80-column default of a pipe
+    assert "codecbench score: scoring 1/2: cond_a (2 items)" in done.stderr
+    table = pd.read_csv(out)
+    assert set(table["lag_samples"]) == {48} and set(table["lag_decision"]) == {"accepted"}
+    assert set(table["lag_scope"]) == {"condition"} and (table["value"] > 15).all()  # aligned: 20 dB noise floor
+    assert set(table["degenerate"]) == {"degenerate: output does not depend on the operating point"}
+    assert set(table["input_sample_rate_hz"]) == {SR} and not table["input_truncation_suspected"].any()
+    assert not table["decoded_truncation_suspected"].any()
+    assert (out.stat().st_mode & 0o777) == ((ref_dir / "short.wav").stat().st_mode & 0o777)  # not 0600
+    bad = subprocess.run([sys.executable, "-m", "codecbench.bench.cli", "score", str(ref_dir), str(deg_a),
+                          "--max-lag-ms", "-3"], capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--max-lag-ms" in bad.stderr

@@ -67,9 +67,21 @@ class UnbuildableCodec(UniformQuantiser):
         raise RuntimeError("toy codec cannot be built")
 
 
+class PointBlindCodec(UniformQuantiser):
+    """Ignores its operating point: always 8 bits, whatever ``bits`` says (like a random-init model)."""
+
+    info = CodecInfo("toy_blind", "classic", 16_000, 1, "ignores its operating point (tests)")
+
+    def encode(self, audio, point):
+        return super().encode(audio, {"bits": 8})
+
+    def decode(self, bitstreams, point):
+        return super().decode(bitstreams, {"bits": 8})
+
+
 def register_all() -> None:
     from codecbench.codecs import registry
 
-    for cls in (UniformQuantiser, BrokenCodec, UnbuildableCodec):
+    for cls in (UniformQuantiser, BrokenCodec, UnbuildableCodec, PointBlindCodec):
         if cls.info.name not in registry.names():
             registry.register(cls.info.name, cls)

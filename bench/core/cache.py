@@ -33,12 +33,21 @@ def make_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0o666 less the umask); mkstemp's own is 0o600."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename; the file gets
+    the usual mode of a new file (as ``results.parquet`` does), not the temporary file's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

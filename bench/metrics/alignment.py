@@ -1,8 +1,11 @@
 """Pair checks and residual-delay compensation for sample-wise metrics (SI-SDR, PESQ, STOI).
 
-A codec adapter removes its own known delay; what is left is measured here by cross-correlation of the
-channel-mean signals within a bounded window (default +/- 50 ms) and undone once, recorded per item as
-``extras["lag_samples"]`` (at the metric's working rate). A lag of 0 leaves both signals untouched.
+A codec adapter removes its own known delay. By default (``max_lag_ms = 0``) no lag is searched here: a search
+for the best-scoring shift of every item invents quality on outputs that are not waveform-matched (chance
+correlation peaks). Measured alignment with a significance test lives in :mod:`codecbench.bench.pairing` (config
+key ``alignment``, ``codecbench score --max-lag-ms``) and runs before the metrics. A metric option
+``max_lag_ms > 0`` still searches a per-item lag within that window, without a test (kept for comparisons), recorded
+as ``extras["lag_samples"]`` (at the metric's working rate).
 
 Sign convention: ``lag > 0`` means the degraded signal is late, ``degraded[n] ~ reference[n - lag]``.
 """
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from codecbench.bench.core.errors import MetricFailure
 
-DEFAULT_MAX_LAG_MS = 50.0
+DEFAULT_MAX_LAG_MS = 0.0  # no lag search by default (see the module docstring)
 
 
 def check_pair(reference: np.ndarray, degraded: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,13 @@ def pesq_score(reference: np.ndarray, degraded: np.ndarray, sample_rate_hz: int,
     try:
         return float(pesq.pesq(sample_rate_hz, np.asarray(reference, np.float32), np.asarray(degraded, np.float32), mode))
     except pesq.PesqError as exc:
-        raise MetricFailure(f"pesq_{mode}: {type(exc).__name__}: {exc}") from exc
+        raise MetricFailure(f"pesq_{mode}: {type(exc).__name__}: {error_text(exc)}") from exc
+
+
+def error_text(exc: BaseException) -> str:
+    """The package's reason as text: pesq passes the C library's message as bytes (``b'No utterances detected'``)."""
+    parts = [a.decode("utf-8", "replace") if isinstance(a, (bytes, bytearray)) else str(a) for a in exc.args]
+    return "; ".join(parts) if parts else type(exc).__name__
 
 
 class _Pesq(ItemMetric):

@@ -6,8 +6,8 @@ Definition per channel, after removing each signal's mean (zero-mean)::
     SI-SDR = 10 log10((||alpha s||^2 + eps) / (||alpha s - s_hat||^2 + eps))
 
 with ``eps`` = float32 machine epsilon (as torchmetrics' ``scale_invariant_signal_distortion_ratio``), computed in
-float64; the item value is the mean over channels. The residual codec delay is compensated first (cross-correlation,
-+/- ``max_lag_ms``; see :mod:`~codecbench.bench.metrics.alignment`). A silent (constant) reference cannot be scored.
+float64; the item value is the mean over channels. No lag is searched by default (``max_lag_ms = 0``): alignment is
+a measured, tested step before the metric (:mod:`~codecbench.bench.pairing`). A silent (constant) reference cannot be scored.
 Identical signals give a large finite value (about 10 log10(||s||^2 / eps)), never Inf.
 """
 
@@ -38,7 +38,7 @@ def si_sdr_db(reference: np.ndarray, degraded: np.ndarray, zero_mean: bool = Tru
 
 
 class SISDR(ItemMetric):
-    """SI-SDR (dB, higher is better) at the evaluation rate, residual delay compensated."""
+    """SI-SDR (dB, higher is better) at the evaluation rate; a residual lag is searched only with ``max_lag_ms > 0``."""
 
     info = MetricInfo(
         name="si_sdr",
@@ -47,9 +47,9 @@ class SISDR(ItemMetric):
         needs_reference=True,
         level="item",
         sample_rate_hz=None,
-        version="1",
+        version="2",
         citation="Le Roux et al., 'SDR - half-baked or well done?', ICASSP 2019",
-        description="scale-invariant SDR, zero-mean, per channel then averaged; lag compensated (+/-50 ms)",
+        description="scale-invariant SDR, zero-mean, per channel then averaged; no lag search by default",
     )
 
     def __init__(self, *, max_lag_ms: float = DEFAULT_MAX_LAG_MS, cache_dir: str | None = None, device: str = "cpu"):

@@ -1,7 +1,7 @@
 """STOI (Taal et al. 2011) and extended STOI (Jensen & Taal 2016) through ``pystoi``, at its native 10 kHz.
 
 Input at the evaluation rate is downmixed to mono, resampled with soxr VHQ to 10 kHz (so pystoi does not resample
-again) and the residual delay compensated (+/- 50 ms). STOI is an intelligibility measure for speech; on other
+again); no lag is searched by default (``max_lag_ms = 0``; measured alignment: :mod:`codecbench.bench.pairing`). STOI is an intelligibility measure for speech; on other
 sounds it is reported but means little. When fewer than 30 STFT frames remain after pystoi removes silent frames,
 pystoi warns and returns 1e-5: that becomes a :class:`MetricFailure`, never a score.
 """
@@ -45,7 +45,7 @@ class STOI(ItemMetric):
     info = MetricInfo(
         name="stoi", unit="", higher_is_better=True, needs_reference=True, level="item", sample_rate_hz=10_000,
         version="1", citation="Taal et al., IEEE TASLP 2011 (STOI); Jensen & Taal 2016 (ESTOI); pystoi",
-        description="short-time objective intelligibility at 10 kHz (mono, resampled, lag compensated); speech only",
+        description="short-time objective intelligibility at 10 kHz (mono, resampled; no lag search by default); speech only",
         dependencies=("pystoi",),
     )
 

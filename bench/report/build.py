@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from codecbench.bench.report import bdrate, tables
 from codecbench.bench.report.aggregate import add_system_columns, metric_info, summarise
-from codecbench.bench.report.data import ReportInputError, combine, load_run
+from codecbench.bench.report.data import ReportInputError, combine, dataset_mismatch, load_run
 
 FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
 
@@ -199,10 +199,16 @@ def build_report(
         summary.loc[summary["group"] != "anchor", "system"], summary.loc[summary["group"] == "anchor", "system"]
     )
 
+    from codecbench.bench import degenerate
+
+    flagged = degenerate.report_flags(ok)  # identical output at several points: not drawn as a curve
+    drawn = summary[~pd.Series([(r, c, p) in flagged for r, c, p in zip(summary["run"], summary["codec"],
+                                                                          summary["point"])], index=summary.index,
+                               dtype=bool)]
     figures: list[Path] = []
     fig_blocks: list[Figure] = []
     for metric in metrics:
-        paths = plot_rate_quality(summary, metric, out / "figures" / metric, styles=styles, formats=formats)
+        paths = plot_rate_quality(drawn, metric, out / "figures" / metric, styles=styles, formats=formats)
         figures += paths
         if paths:
             unit, hib = info[metric]
@@ -211,7 +217,7 @@ def build_report(
                                      tuple(f"figures/{p.name}" for p in paths if p.suffix != ".png"),
                                      _display_width_px(out / "figures" / f"{metric}.png")))  # fmt: skip
     sweep = plot_frame_rate_sweep(
-        summary, metrics, out / "figures" / "frame_rate_sweep", styles=styles, formats=formats
+        drawn, metrics, out / "figures" / "frame_rate_sweep", styles=styles, formats=formats
     )
     figures += sweep
     if sweep:
@@ -301,6 +307,12 @@ def build_report(
         warnings.append(
             f"Random-init weights (untrained; not the codecs' published quality): {', '.join(random_init)}."
         )
+    if flagged:
+        points = ", ".join(f"{c} {p}" + (f" ({r})" if several else "") for r, c, p in sorted(flagged))
+        warnings.append(f"{degenerate.FLAG} (identical decoded audio; not drawn as a curve): {points}.")
+    mismatch = dataset_mismatch(runs)
+    if mismatch:
+        warnings.append(mismatch)
     n_items = ok.loc[ok["level"] == "item", "item_id"].nunique()
     lines = [
         f"runs: {', '.join(f'{r.name} ({r.run_dir})' for r in runs)}",

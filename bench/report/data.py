@@ -165,3 +165,21 @@ def combine(runs: list[RunData]) -> tuple[pd.DataFrame, pd.DataFrame]:
     ok = pd.concat([r.ok for r in runs], ignore_index=True)
     failed = pd.concat([r.failed for r in runs], ignore_index=True)
     return ok, failed
+
+
+def dataset_mismatch(runs: list[RunData]) -> str | None:
+    """A warning when several runs did not score the same items (item ids and content hashes, else the
+    manifests' dataset paths): their numbers are then not comparable item for item."""
+    if len(runs) < 2:
+        return None
+    def items(run: RunData) -> frozenset:
+        part = run.ok[run.ok["level"] == "item"] if "level" in run.ok else run.ok
+        if "clip_hash" in part and part["clip_hash"].astype(str).ne("").any():
+            return frozenset(zip(part["item_id"].astype(str), part["clip_hash"].astype(str)))
+        return frozenset([str(run.manifest.get("config", {}).get("dataset", {}).get("path", ""))])
+    sets = {run.name: items(run) for run in runs}
+    if len(set(sets.values())) == 1:
+        return None
+    paths = {run.name: run.manifest.get("config", {}).get("dataset", {}).get("path", "?") for run in runs}
+    listed = "; ".join(f"{name}: {len(found)} items from {paths[name]}" for name, found in sets.items())
+    return f"The runs used different datasets (items or their content differ), so they are not compared item for item: {listed}."

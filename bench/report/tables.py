@@ -19,6 +19,7 @@ import pandas as pd
 from codecbench.bench.report.aggregate import metric_info, rate_of
 
 OUTLIER_Z = 3.5
+MIN_RELATIVE_SPREAD = 0.01  # floor of the robust spread, as a fraction of |median| (outlier table)
 """Robust z-score (|x - median| / (1.4826 MAD)) above which a per-item value is flagged (Iglewicz & Hoaglin)."""
 
 
@@ -239,9 +240,14 @@ def quality_at_table(qa: pd.DataFrame, metric: str) -> Table | None:
 def per_item_table(ok: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(wide items x "system | point" values, outliers) for an item metric.
 
-    Outliers: robust z-score within each column above :data:`OUTLIER_Z`, with the item, value and z.
+    Outliers: robust z-score within each column above :data:`OUTLIER_Z`, with the item, value and z. The spread is
+    at least :data:`MIN_RELATIVE_SPREAD` of the median's magnitude, so a column of nearly constant values (the
+    hidden reference scored against itself) does not turn a rounding difference into an outlier; the hidden
+    reference is not searched for outliers at all.
     """
     part = ok[(ok["metric"] == metric) & (ok["level"] == "item")]
+    if "codec" in part and "is_anchor" in part:
+        part = part[~((part["codec"] == "reference") & part["is_anchor"].astype(bool))]
     wide = part.assign(column=part["system"] + " | " + part["point"]).pivot_table(
         index="item_id", columns="column", values="value", aggfunc="mean"
     )
@@ -249,7 +255,7 @@ def per_item_table(ok: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Data
     for col in wide.columns:
         x = wide[col].dropna()
         med = float(x.median())
-        mad = float((x - med).abs().median()) * 1.4826
+        mad = max(float((x - med).abs().median()) * 1.4826, MIN_RELATIVE_SPREAD * abs(med))
         if mad <= 0 or len(x) < 3:
             continue
         z = (x - med) / mad
