@@ -64,6 +64,15 @@ def metric_key(metric_identity: dict[str, Any], reference_hash: str, degraded_ha
     return make_key(metric=metric_identity, reference=reference_hash, degraded=degraded_hash, sample_rate_hz=sample_rate_hz)
 
 
+def item_metric_key(metric_identity: dict[str, Any], clip_hash: str, decoded_record: dict[str, Any],
+                    sample_rate_hz: int, length_policy: str, lag_samples: int) -> str:
+    """Key of one item-metric value: the metric, both signals and how they were paired (length policy, lag)."""
+    pairing_done = {"length_policy": length_policy, "lag_samples": int(lag_samples),
+                    "decoded_padded_samples": decoded_record.get("decoded_padded_samples", 0)}
+    return metric_key({**metric_identity, "pairing": pairing_done}, clip_hash, decoded_record["decoded_hash"],
+                      sample_rate_hz)
+
+
 def save_code_streams(cache: Cache, key: str, bitstream: Any) -> None:
     """Keep an item's integer code streams (for entropy coding after the run), as ``decoded/<key>.codes.npz``."""
     import io
@@ -222,10 +231,8 @@ def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | s
         todo = []
         for ref in ok:
             record = decoded[ref.item_id]
-            pairing_done = {"length_policy": unit.length_policy, "lag_samples": pairs[ref.item_id][2].lag.lag_samples,
-                            "decoded_padded_samples": record.get("decoded_padded_samples", 0)}
-            key = metric_key({**metric.identity(), "pairing": pairing_done}, ref.clip_hash, record["decoded_hash"],
-                             unit.sample_rate_hz)
+            key = item_metric_key(metric.identity(), ref.clip_hash, record, unit.sample_rate_hz,
+                                  unit.length_policy, pairs[ref.item_id][2].lag.lag_samples)
             cached = cache.get_json("metrics", key)
             if cached is not None:
                 results[f"{ref.item_id}|{spec.name}"] = cached

@@ -72,13 +72,14 @@ def _files(root: Path, kind: str, table: pd.DataFrame) -> list[Path]:
         return [cache.path("decoded", k, ".json") for k in keys]
     # metric entries: item entries are keyed by the decoded record's hash, set entries by the (clip, decode) pairs
     from codecbench.bench.config import MetricSpec
-    from codecbench.bench.runner import metric_instance, metric_key
+    from codecbench.bench.runner import item_metric_key, metric_instance
 
     if kind == "item_metric":
         metric = metric_instance(MetricSpec("si_sdr"), str(root / "cache"), "cpu")
         items = table[(table.level == "item") & (table.metric == "si_sdr")]
-        return [cache.path("metrics", metric_key(metric.identity(), r.clip_hash,
-                                                 cache.get_json("decoded", r.decoded_key)["decoded_hash"], 48_000), ".json")
+        return [cache.path("metrics", item_metric_key(metric.identity(), r.clip_hash,
+                                                      cache.get_json("decoded", r.decoded_key), 48_000,
+                                                      r.length_policy, r.lag_samples), ".json")
                 for r in items.itertuples()]
     metric = metric_instance(MetricSpec("kad_logmel", {"bootstrap_resamples": 20}), str(root / "cache"), "cpu")
     out = []
