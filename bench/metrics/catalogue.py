@@ -17,4 +17,7 @@ BUILTIN_METRICS: dict[str, str] = {
     "fad_pann": "codecbench.bench.metrics.model_metrics:FadPann",
     "fad_vggish": "codecbench.bench.metrics.model_metrics:FadVggish",
     "kad_vggish": "codecbench.bench.metrics.model_metrics:KadVggish",
+    "aisfx_similarity": "codecbench.bench.metrics.aisfx:AisfxSimilarity",
+    "fad_aisfx": "codecbench.bench.metrics.aisfx:FadAisfx",
+    "kad_aisfx": "codecbench.bench.metrics.aisfx:KadAisfx",
 }
