@@ -20,4 +20,7 @@ BUILTIN_METRICS: dict[str, str] = {
     "aisfx_similarity": "codecbench.bench.metrics.aisfx:AisfxSimilarity",
     "fad_aisfx": "codecbench.bench.metrics.aisfx:FadAisfx",
     "kad_aisfx": "codecbench.bench.metrics.aisfx:KadAisfx",
+    "visqol_audio": "codecbench.bench.metrics.visqol:VisqolAudio",
+    "visqol_speech": "codecbench.bench.metrics.visqol:VisqolSpeech",
+    "cdpam_distance": "codecbench.bench.metrics.cdpam_metric:CdpamDistance",
 }
