@@ -21,4 +21,11 @@ BUILTIN_METRICS: dict[str, str] = {
     "fad_inf_encodec": "codecbench.bench.metrics.model_metrics:FadInfEncodec",
     "fad_inf_pann": "codecbench.bench.metrics.model_metrics:FadInfPann",
     "fad_inf_vggish": "codecbench.bench.metrics.model_metrics:FadInfVggish",
+    "aisfx_similarity": "codecbench.bench.metrics.aisfx:AisfxSimilarity",
+    "fad_aisfx": "codecbench.bench.metrics.aisfx:FadAisfx",
+    "fad_inf_aisfx": "codecbench.bench.metrics.aisfx:FadInfAisfx",
+    "kad_aisfx": "codecbench.bench.metrics.aisfx:KadAisfx",
+    "visqol_audio": "codecbench.bench.metrics.visqol:VisqolAudio",
+    "visqol_speech": "codecbench.bench.metrics.visqol:VisqolSpeech",
+    "cdpam_distance": "codecbench.bench.metrics.cdpam_metric:CdpamDistance",
 }
