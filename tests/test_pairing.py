@@ -11,7 +11,6 @@ from codecbench.bench import pairing
 from codecbench.bench.core.errors import ConfigError
 
 SR = 48000
-DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spresso-demo"
 ON = pairing.AlignmentSpec(max_lag_ms=50.0, per="condition")
 PER_ITEM = pairing.AlignmentSpec(max_lag_ms=50.0, per="item")
 
@@ -130,10 +129,16 @@ def test_config_keys(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# On real decoded outputs (skipped without ../shared/data/spresso-demo)
+# On real decoded outputs (the shared data folder's spresso-demo; skipped when absent)
 # ----------------------------------------------------------------------------------------------------------------
 
-needs_demo = pytest.mark.skipif(not (DEMO / "src").is_dir(), reason="../shared/data/spresso-demo is absent")
+@pytest.fixture
+def demo(shared_data: Path) -> Path:
+    """The S-PRESSO paper's decoded outputs in the shared data folder (conftest's ``shared_data``)."""
+    folder = shared_data / "spresso-demo"
+    if not (folder / "src").is_dir():
+        pytest.skip(f"{folder} is absent")
+    return folder
 
 
 def _plain_si_sdr_db(ref: np.ndarray, deg: np.ndarray) -> float:
@@ -144,20 +149,19 @@ def _plain_si_sdr_db(ref: np.ndarray, deg: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(target**2) / np.sum((deg - target) ** 2)))
 
 
-@needs_demo
-def test_demo_si_sdr_defaults_match_plain_si_sdr_on_trimmed_signals():
+def test_demo_si_sdr_defaults_match_plain_si_sdr_on_trimmed_signals(demo: Path):
     import soundfile as sf
     import soxr
     from codecbench.bench import score as score_mod
 
-    conditions = sorted(p.name for p in DEMO.iterdir() if p.is_dir() and p.name != "src")
+    conditions = sorted(p.name for p in demo.iterdir() if p.is_dir() and p.name != "src")
     rate_fixes = {"music2latent": 48000, "stableaudio": 48000}  # headers say 44100 Hz for 48 kHz samples
     checked = 0
     for condition in conditions:
-        table = score_mod.score(DEMO / "src", DEMO / condition, metrics=["si_sdr"],
+        table = score_mod.score(demo / "src", demo / condition, metrics=["si_sdr"],
                                 decoded_sample_rate_hz=rate_fixes.get(condition))
         for row in table.itertuples(index=False):
-            ref, ref_rate = sf.read(DEMO / "src" / Path(row.reference_path).name, dtype="float64")
+            ref, ref_rate = sf.read(demo / "src" / Path(row.reference_path).name, dtype="float64")
             deg, deg_rate = sf.read(row.decoded_path, dtype="float64")
             deg_rate = rate_fixes.get(condition, deg_rate)
             if deg_rate != 48000:
@@ -169,12 +173,11 @@ def test_demo_si_sdr_defaults_match_plain_si_sdr_on_trimmed_signals():
     assert checked == 3 * len(conditions)
 
 
-@needs_demo
-def test_demo_generative_outputs_get_no_shift_with_alignment_on():
+def test_demo_generative_outputs_get_no_shift_with_alignment_on(demo: Path):
     from codecbench.codecs import precomputed
 
     for condition in ("spresso-0.096kbps", "semanticodec-0.3125kbps", "semanticodec-1.4kbps"):
-        folder = precomputed.read_pairs(DEMO / "src", DEMO / condition)
+        folder = precomputed.read_pairs(demo / "src", demo / condition)
         refs = [i.reference for i in folder.items]
         degs = [i.decoded for i in folder.items]
         for spec in (ON, PER_ITEM):
