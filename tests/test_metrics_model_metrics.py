@@ -66,3 +66,17 @@ def test_fad_encodec_random_init(rng):
     assert value.extras["n"] == 2 * 75 and value.extras["dims"] == 128
     assert value.extras["embedder"]["weights"].startswith("random-init")
     assert value.value >= 0.0
+
+
+def test_clap_similarity_failing_embedding_is_a_failure_in_place_not_a_recursion(clap_metric, rng, monkeypatch):
+    from codecbench.bench.core.errors import MetricFailure
+
+    def refuse(signals, sample_rate_hz):
+        raise MetricFailure("embedding refused (test)")
+
+    monkeypatch.setattr(clap_metric.embeddings, "embed", refuse)
+    x = (0.1 * rng.standard_normal((1, 48_000))).astype(np.float32)
+    results = clap_metric.score_batch([x, x], [x, x], 48_000)
+    assert [str(r) for r in results] == ["embedding refused (test)"] * 2
+    with pytest.raises(MetricFailure, match="embedding refused"):
+        clap_metric.score(x, x, 48_000)

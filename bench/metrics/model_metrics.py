@@ -96,7 +96,9 @@ class ClapSimilarity(_ModelOptions, ItemMetric):
         """One batched embedding pass over all items (references and degraded together)."""
         try:
             embedded = self.embeddings.embed(list(references) + list(degraded), sample_rate_hz)
-        except MetricFailure:
+        except MetricFailure as failure:
+            if len(references) == 1:  # the item is already isolated (score() calls this with one item)
+                return [failure]
             return super().score_batch(references, degraded, sample_rate_hz)  # isolate the failing item
         n = len(references)
         out: list[MetricValue | MetricFailure] = []
