@@ -61,3 +61,35 @@ def test_resamples_to_working_rate(rng):
 def test_too_short_fails():
     with pytest.raises(MetricFailure, match="too short"):
         EmbeddingCache(LogMelEmbedder()).embed([np.zeros((1, 1000), np.float32)], SR)
+
+
+def test_embedding_similarity_metric_isolates_the_item_whose_embedding_fails():
+    """One embedding pass for the batch; when it fails, each pair is embedded alone and only the bad one fails."""
+    from codecbench.bench.metrics.base import EmbeddingSimilarityMetric, MetricInfo, MetricValue
+
+    class Embeddings:
+        calls: list[int] = []
+
+        def embed(self, items, sample_rate_hz):
+            self.calls.append(len(items))
+            if any(not np.any(x) for x in items):
+                raise MetricFailure("silent input")
+            return [x[:, :4].T.astype(np.float64) for x in items]
+
+    class Similarity(EmbeddingSimilarityMetric):
+        info = MetricInfo(name="toy_similarity", unit="", higher_is_better=True, needs_reference=True,
+                          level="item", sample_rate_hz=None, version="1", citation="", description="")
+        embeddings = Embeddings()
+
+        def compare(self, reference_embedding, degraded_embedding):
+            return MetricValue(float(np.abs(reference_embedding - degraded_embedding).sum()), {})
+
+    rng = np.random.default_rng(0)
+    refs = [rng.standard_normal((1, 8)).astype(np.float32) for _ in range(3)]
+    degs = [refs[0] + 1, np.zeros((1, 8), np.float32), refs[2]]
+    out = Similarity().score_batch(refs, degs, 48_000)
+    assert Embeddings.calls == [6, 2, 2, 2]  # the batch, then each pair alone
+    assert out[0].value == pytest.approx(4.0) and out[2].value == 0.0
+    assert isinstance(out[1], MetricFailure) and "silent input" in str(out[1])
+    with pytest.raises(MetricFailure, match="silent input"):
+        Similarity().score(refs[1], degs[1], 48_000)

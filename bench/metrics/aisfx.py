@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from codecbench.bench.core import weights
 from codecbench.bench.core.errors import MetricFailure, MissingDependencyError
-from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue
+from codecbench.bench.metrics.base import EmbeddingSimilarityMetric, MetricInfo, MetricValue
 from codecbench.bench.metrics.distribution import (
     FAD_CITATION,
     FAD_INF_CITATION,
@@ -246,7 +246,7 @@ def _info(name: str, level: str, higher: bool, citation: str, description: str) 
     )
 
 
-class AisfxSimilarity(_AisfxAvailability, ItemMetric):
+class AisfxSimilarity(_AisfxAvailability, EmbeddingSimilarityMetric):
     """Cosine of the block-mean aiSFX embeddings of reference and degraded (higher is better, max 1)."""
 
     info = _info("aisfx_similarity", "item", True, AISFX_CITATION,
@@ -264,34 +264,11 @@ class AisfxSimilarity(_AisfxAvailability, ItemMetric):
             self._embeddings = EmbeddingCache(self.make_embedder(), self.cache, self.batch_size)
         return self._embeddings
 
-    def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate_hz: int) -> MetricValue:
-        result = self.score_batch([reference], [degraded], sample_rate_hz)[0]
-        if isinstance(result, MetricFailure):
-            raise result
-        return result
-
-    def score_batch(
-        self, references: Sequence[np.ndarray], degraded: Sequence[np.ndarray], sample_rate_hz: int
-    ) -> list[MetricValue | MetricFailure]:
-        """One batched embedding pass over all items; a failing item is isolated and reported in place."""
-        try:
-            embedded = self.embeddings.embed(list(references) + list(degraded), sample_rate_hz)
-        except MetricFailure:
-            if len(references) == 1:
-                raise
-            return super().score_batch(references, degraded, sample_rate_hz)
-        n = len(references)
-        ident = self.embeddings.embedder.identity()
-        out: list[MetricValue | MetricFailure] = []
-        for ref_emb, deg_emb in zip(embedded[:n], embedded[n:]):
-            try:
-                out.append(MetricValue(pooled_cosine(ref_emb, deg_emb), {
-                    "working_rate_hz": SAMPLE_RATE_HZ, "blocks_reference": int(ref_emb.shape[0]),
-                    "blocks_degraded": int(deg_emb.shape[0]), "embedder": ident,
-                }))
-            except MetricFailure as failure:
-                out.append(failure)
-        return out
+    def compare(self, reference_embedding: np.ndarray, degraded_embedding: np.ndarray) -> MetricValue:
+        return MetricValue(pooled_cosine(reference_embedding, degraded_embedding), {
+            "working_rate_hz": SAMPLE_RATE_HZ, "blocks_reference": int(reference_embedding.shape[0]),
+            "blocks_degraded": int(degraded_embedding.shape[0]), "embedder": self.embeddings.embedder.identity(),
+        })
 
 
 class _AisfxSet(_AisfxAvailability, EmbeddingSetMetric):

@@ -133,6 +133,52 @@ class ItemMetric(Metric):
         self._sum, self._count = 0.0, 0
 
 
+class BatchedItemMetric(ItemMetric):
+    """An item metric whose natural call is a batch (one model pass): :meth:`score` is a batch of one."""
+
+    def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate_hz: int) -> MetricValue:
+        result = self.score_batch([reference], [degraded], sample_rate_hz)[0]
+        if isinstance(result, MetricFailure):
+            raise result
+        return result
+
+    @abstractmethod
+    def score_batch(
+        self, references: Sequence[np.ndarray], degraded: Sequence[np.ndarray], sample_rate_hz: int
+    ) -> list[MetricValue | MetricFailure]:
+        """Score many items in as few model calls as possible; failures returned in place, never raised."""
+
+
+class EmbeddingSimilarityMetric(BatchedItemMetric):
+    """An item metric comparing the embeddings of reference and degraded (``self.embeddings``, an
+    :class:`~codecbench.bench.metrics.embeddings.EmbeddingCache`): one embedding pass over all items, then
+    :meth:`compare` per pair. When the pass fails, each item is embedded alone so only the failing ones fail."""
+
+    embeddings: Any
+
+    @abstractmethod
+    def compare(self, reference_embedding: np.ndarray, degraded_embedding: np.ndarray) -> MetricValue:
+        """The metric value of one pair of embeddings (frames x dims); raise MetricFailure when undefined."""
+
+    def score_batch(
+        self, references: Sequence[np.ndarray], degraded: Sequence[np.ndarray], sample_rate_hz: int
+    ) -> list[MetricValue | MetricFailure]:
+        try:
+            embedded = self.embeddings.embed(list(references) + list(degraded), sample_rate_hz)
+        except MetricFailure as failure:
+            if len(references) == 1:  # already isolated
+                return [failure]
+            return [self.score_batch([r], [d], sample_rate_hz)[0] for r, d in zip(references, degraded)]
+        n = len(references)
+        out: list[MetricValue | MetricFailure] = []
+        for reference_embedding, degraded_embedding in zip(embedded[:n], embedded[n:]):
+            try:
+                out.append(self.compare(reference_embedding, degraded_embedding))
+            except MetricFailure as failure:
+                out.append(failure)
+        return out
+
+
 class SetMetric(Metric):
     """A metric scored over a set of items (one value per operating point)."""
 

@@ -25,7 +25,7 @@ import torch
 from codecbench.bench.core import weights
 from codecbench.bench.core.errors import MetricFailure, MissingDependencyError
 from codecbench.bench.metrics.alignment import at_working_rate
-from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue
+from codecbench.bench.metrics.base import BatchedItemMetric, MetricInfo, MetricValue
 
 CDPAM_CITATION = ("Manocha et al., 'CDPAM: Contrastive learning for perceptual audio similarity', ICASSP 2021; "
                   "cdpam 0.0.6")
@@ -72,7 +72,7 @@ def cdpam_distance(model: torch.nn.Module, reference: torch.Tensor, degraded: to
         return model.model_dist.forward(F.normalize(a1, dim=1), F.normalize(a2, dim=1))
 
 
-class CdpamDistance(ItemMetric):
+class CdpamDistance(BatchedItemMetric):
     """CDPAM distance at 22.05 kHz (unitless, lower is better)."""
 
     info = MetricInfo(
@@ -115,12 +115,6 @@ class CdpamDistance(ItemMetric):
         scale = lambda x: torch.round(x.mean(dim=0).double() * 32768.0).float()  # noqa: E731 - [C, T] -> [T]
         extras.update(downmix="mean", scale="int16")
         return scale(ref), scale(deg), extras
-
-    def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate_hz: int) -> MetricValue:
-        result = self.score_batch([reference], [degraded], sample_rate_hz)[0]
-        if isinstance(result, MetricFailure):
-            raise result
-        return result
 
     def score_batch(
         self, references: Sequence[np.ndarray], degraded: Sequence[np.ndarray], sample_rate_hz: int

@@ -11,12 +11,11 @@ degraded item (fixed 10 s windows at 48 kHz, eval mode, seeded): 1 for identical
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from codecbench.bench.core.errors import MetricFailure
-from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue
+from codecbench.bench.metrics.base import EmbeddingSimilarityMetric, MetricInfo, MetricValue
 from codecbench.bench.metrics.distribution import (
     FAD_CITATION,
     FAD_INF_CITATION,
@@ -51,7 +50,7 @@ class _ModelOptions:
         return self.make_embedder().availability()
 
 
-class ClapSimilarity(_ModelOptions, ItemMetric):
+class ClapSimilarity(_ModelOptions, EmbeddingSimilarityMetric):
     """Cosine similarity of LAION-CLAP audio embeddings of reference and degraded (higher is better, max 1)."""
 
     embedder_class = ClapEmbedder
@@ -84,35 +83,12 @@ class ClapSimilarity(_ModelOptions, ItemMetric):
             raise MetricFailure("clap_similarity: zero embedding")
         return mean / norm
 
-    def score(self, reference: np.ndarray, degraded: np.ndarray, sample_rate_hz: int) -> MetricValue:
-        result = self.score_batch([reference], [degraded], sample_rate_hz)[0]
-        if isinstance(result, MetricFailure):
-            raise result
-        return result
-
-    def score_batch(
-        self, references: Sequence[np.ndarray], degraded: Sequence[np.ndarray], sample_rate_hz: int
-    ) -> list[MetricValue | MetricFailure]:
-        """One batched embedding pass over all items (references and degraded together)."""
-        try:
-            embedded = self.embeddings.embed(list(references) + list(degraded), sample_rate_hz)
-        except MetricFailure as failure:
-            if len(references) == 1:  # the item is already isolated (score() calls this with one item)
-                return [failure]
-            return super().score_batch(references, degraded, sample_rate_hz)  # isolate the failing item
-        n = len(references)
-        out: list[MetricValue | MetricFailure] = []
-        ident = self.embeddings.embedder.identity()
-        for ref_emb, deg_emb in zip(embedded[:n], embedded[n:]):
-            try:
-                cosine = float(self._pooled(ref_emb) @ self._pooled(deg_emb))
-                out.append(MetricValue(min(cosine, 1.0), {
-                    "working_rate_hz": 48_000, "windows_reference": int(ref_emb.shape[0]),
-                    "windows_degraded": int(deg_emb.shape[0]), "embedder": ident,
-                }))
-            except MetricFailure as failure:
-                out.append(failure)
-        return out
+    def compare(self, reference_embedding: np.ndarray, degraded_embedding: np.ndarray) -> MetricValue:
+        cosine = float(self._pooled(reference_embedding) @ self._pooled(degraded_embedding))
+        return MetricValue(min(cosine, 1.0), {
+            "working_rate_hz": 48_000, "windows_reference": int(reference_embedding.shape[0]),
+            "windows_degraded": int(degraded_embedding.shape[0]), "embedder": self.embeddings.embedder.identity(),
+        })
 
 
 class _ModelSetMetric(_ModelOptions):
