@@ -10,7 +10,9 @@ import sys
 import pytest
 from codecbench.bench.core.threads import worker_threads
 
-needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed")
+needs_numba = pytest.mark.skipif(
+    importlib.util.find_spec("numba") is None or importlib.util.find_spec("threadpoolctl") is None,
+    reason="numba or threadpoolctl not installed (the metrics extra brings both)")
 
 
 def test_worker_threads_split_the_cores():
@@ -51,3 +53,19 @@ def test_limit_after_import_uses_the_runtime_setters():
         " 'blas': blas}))")
     assert out["applied"] == {"numba": 1, "torch": 1, "blas": 1}
     assert out["numba"] == 1 and out["torch"] == 1 and out["blas"] == 1
+
+
+@needs_numba
+def test_local_executor_workers_keep_to_their_share_of_the_cores():
+    """``executor: {workers: 2}``: each unit process runs numba, torch and BLAS on cores // 2 threads."""
+    import os
+
+    from codecbench.bench.executors import LocalExecutor
+    from codecbench.bench.metrics.visqol import _thread_counts
+
+    with LocalExecutor(workers=2) as executor:
+        probes = [result for _, result in executor.run(_thread_counts, [0, 1])]
+    assert all(isinstance(p, dict) for p in probes), probes
+    expected = worker_threads(2)
+    assert all(p["pid"] != os.getpid() for p in probes)
+    assert all(p["numba"] == expected and p["torch"] == expected and p["blas"] == expected for p in probes), probes

@@ -5,7 +5,9 @@ kernels (ViSQOL), torch's intra-op pool and BLAS/OpenMP would otherwise each sta
 worker and the workers would fight over the cores. :func:`limit_worker_threads` is meant for the first thing a
 worker process does (a pool ``initializer``), never for the user's own process: it sets the libraries'
 environment variables for those not imported yet and calls the runtime setters of those already imported
-(``numba.set_num_threads``, ``torch.set_num_threads``, ``threadpoolctl.threadpool_limits`` for BLAS/OpenMP).
+(``numba.set_num_threads``, ``torch.set_num_threads``, ``threadpoolctl.threadpool_limits`` for BLAS/OpenMP;
+threadpoolctl comes with the ``metrics`` extra through librosa's scikit-learn; without it BLAS keeps its own thread
+count, which changes speed only).
 """
 
 from __future__ import annotations

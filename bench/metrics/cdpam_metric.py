@@ -81,8 +81,8 @@ class CdpamDistance(ItemMetric):
         name="cdpam_distance", unit="", higher_is_better=False, needs_reference=True, level="item",
         sample_rate_hz=SAMPLE_RATE_HZ, version="1",
         citation=f"{CDPAM_CITATION}; weights cdpam wheel {CHECKPOINT_RELPATH} sha256:{CHECKPOINT_SHA256} (MIT)",
-        description="CDPAM learned perceptual distance (mono, 22.05 kHz, 16-bit scale); slow on CPU (~7 s per "
-                    "second of audio)",
+        description="CDPAM learned perceptual distance (mono, 22.05 kHz, 16-bit scale); slow on CPU (~1.2 s per "
+                    "second of audio on 2 cores)",
         dependencies=("cdpam", "resampy", "librosa"),
     )
 
