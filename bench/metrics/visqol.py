@@ -150,9 +150,13 @@ def _thread_counts(_slot: int = 0) -> dict[str, int]:
     """Thread counts of this process: numba, BLAS/OpenMP (largest pool), torch (if imported); and its pid."""
     import os
 
-    import numba
-
-    counts = {"pid": os.getpid(), "numba": numba.get_num_threads()}
+    counts = {"pid": os.getpid()}
+    try:
+        import numba
+    except ImportError:  # visqol-python without [accel]: pure Python, no numba threads
+        pass
+    else:
+        counts["numba"] = numba.get_num_threads()
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
