@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from codecbench.bench.core.errors import ConfigError
+from codecbench.bench.core.threads import limit_worker_threads, worker_threads
 
 EXECUTORS: dict[str, str] = {
     "local": "codecbench.bench.executors:LocalExecutor",
@@ -46,9 +46,9 @@ class Executor(ABC):
 
 
 def _init_worker(threads: int) -> None:
-    import torch
+    import torch  # noqa: F401 - units use it; imported first so its pool is capped now, not at first use
 
-    torch.set_num_threads(threads)
+    limit_worker_threads(threads)  # torch, numba (ViSQOL), BLAS: workers x threads = cores
 
 
 class LocalExecutor(Executor):
@@ -72,7 +72,7 @@ class LocalExecutor(Executor):
                 except Exception as error:  # recorded by the caller; the run goes on
                     yield payload, error
             return
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        threads = worker_threads(self.workers)
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
             futures = {pool.submit(fn, payload): payload for payload in payloads}

@@ -83,3 +83,13 @@ def test_too_short_item_fails_with_reason():
     metric = registry.create("cdpam_distance")
     with pytest.raises(MetricFailure, match="too short"):
         metric.score(np.ones((1, 4000), np.float32), np.ones((1, 4000), np.float32), 48_000)
+
+
+def test_batch_size_defaults_to_one_item_per_pass_on_cpu():
+    """CPU: one item per forward pass (batching 2 pairs of 2 s was 1.25x slower there); a GPU batches 4."""
+    assert registry.create("cdpam_distance").batch_size == 1
+    assert registry.create("cdpam_distance", device="cuda").batch_size == cdpam_metric.GPU_BATCH_SIZE == 4
+    assert registry.create("cdpam_distance", batch_size=3).batch_size == 3
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        registry.create("cdpam_distance", batch_size=0)
+    assert registry.create("cdpam_distance", batch_size=2).identity() == registry.create("cdpam_distance").identity()

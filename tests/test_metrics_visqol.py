@@ -115,3 +115,62 @@ def test_too_short_and_silent_items_fail_with_reason():
         metric.score(np.ones((1, 40_000), np.float32), np.ones((1, 40_000), np.float32), 48_000)
     with pytest.raises(MetricFailure, match="digital silence"):
         metric.score(np.zeros((1, 48_000), np.float32), np.zeros((1, 48_000), np.float32), 48_000)
+
+
+def _tone_pairs(rng, count: int = 3, seconds: float = 1.5):
+    rate = 48_000
+    t = np.arange(int(seconds * rate)) / rate
+    refs = [(0.3 * np.sin(2 * np.pi * (300 + 150 * i) * t) + 0.03 * rng.standard_normal(t.size)).astype(np.float32)[None]
+            for i in range(count)]
+    degs = [(r + 0.02 * rng.standard_normal(r.shape)).astype(np.float32) for r in refs]
+    return refs, degs
+
+
+@needs_visqol
+@pytest.mark.slow
+def test_workers_pinned_to_one_thread_and_values_equal_across_worker_counts(rng):
+    """2 workers: cores // 2 numba and BLAS threads in each (one on 2 cores; set inside the worker), the pool
+    reused by a second call, and the values those of the in-process path (within ViSQOL's own ~1e-14 call-to-call
+    jitter)."""
+    import os
+
+    from codecbench.bench.core.threads import worker_threads
+
+    refs, degs = _tone_pairs(rng)
+    one = registry.create("visqol_audio")
+    pool = registry.create("visqol_audio", workers=2)
+    try:
+        in_process = [v.value for v in one.score_batch(refs, degs, 48_000)]
+        pooled = [v.value for v in pool.score_batch(refs, degs, 48_000)]
+        probes = pool.worker_thread_counts()
+        again = [v.value for v in pool.score_batch(refs, degs, 48_000)]
+        assert pool.worker_thread_counts()[0]["pid"] in {p["pid"] for p in probes}  # the same pool, not a new one
+    finally:
+        pool.close()
+    threads = worker_threads(2)
+    assert all(p["pid"] != os.getpid() for p in probes)
+    assert all(p["numba"] == threads and p["blas"] == threads for p in probes), probes
+    assert np.allclose(pooled, in_process, rtol=0, atol=1e-12) and np.allclose(again, in_process, rtol=0, atol=1e-12)
+    assert len(set(np.round(in_process, 6))) == len(in_process)  # three different pairs, three different values
+
+
+@needs_visqol
+@pytest.mark.slow
+def test_killed_worker_pool_is_replaced(rng):
+    """A worker that died between calls (killed, out of memory): the next call starts a fresh pool and scores."""
+    import os
+    import signal
+    import time
+
+    refs, degs = _tone_pairs(rng, count=2)
+    pool = registry.create("visqol_audio", workers=2)
+    try:
+        first = [v.value for v in pool.score_batch(refs, degs, 48_000)]
+        for probe in pool.worker_thread_counts():
+            os.kill(probe["pid"], signal.SIGKILL)
+        time.sleep(0.5)  # let the pool notice
+        second = pool.score_batch(refs, degs, 48_000)
+    finally:
+        pool.close()
+    assert not any(isinstance(v, MetricFailure) for v in second), second
+    assert np.allclose([v.value for v in second], first, rtol=0, atol=1e-12)

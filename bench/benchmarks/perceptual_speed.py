@@ -1,7 +1,7 @@
 """Speed of the perceptual metrics whose models ship in their wheels: cold, cached, and codecbench vs the library.
 
 Run: ``python bench/benchmarks/perceptual_speed.py [--items 4] [--seconds 5] [--metrics visqol_audio ...]``
-(default: visqol_audio, aisfx_similarity, kad_aisfx; add cdpam_distance explicitly: ~7 s per audio second on CPU).
+(default: visqol_audio, aisfx_similarity, kad_aisfx; add cdpam_distance explicitly: ~1.2 s per audio second on 2 CPU cores).
 
 All figures come from one process and one run, on the same seeded 48 kHz pairs (``metrics_speed._items``):
 
@@ -13,8 +13,11 @@ All figures come from one process and one run, on the same seeded 48 kHz pairs (
 - ``direct``: the library called directly on the same pairs, already downmixed and at its working rate
   (ViSQOL: ``VisqolApi.measure_from_arrays``; aiSFX: the package's model on codecbench's spectrogram blocks and a
   numpy cosine; CDPAM: the package's ``CDPAM(dev='cpu').forward``); ratio = codecbench cold (model already loaded,
-  i.e. a second cold instance sharing nothing but the process) / direct: should be <= 1.1 (item metrics);
-- ViSQOL with ``workers=2`` vs ``workers=1`` (process pool; spawn start-up included).
+  i.e. a second cold instance sharing nothing but the process) / direct: should be <= 1.1 (item metrics).
+
+ViSQOL with worker processes: ``visqol_workers.py``; CDPAM against its package with each side cold in its own
+process and warm: ``cdpam_speed.py`` (here CDPAM's codecbench time includes building its model, the direct
+call's does not).
 """
 
 from __future__ import annotations
@@ -151,10 +154,6 @@ def measure(name: str, refs, degs) -> dict[str, float]:
         ours_s, _ = _timed(lambda: _codecbench(name, refs, degs, cache_dir))
     direct_s, _ = _timed(direct)
     row["codecbench_over_direct"] = ours_s / direct_s
-    if name == "visqol_audio":
-        with tempfile.TemporaryDirectory() as cache_dir:
-            two_s, _ = _timed(lambda: _codecbench(name, refs, degs, cache_dir, workers=2))
-        row["workers2_speedup"] = ours_s / two_s
     return row
 
 
@@ -171,17 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     weights.set_offline()
     refs, degs = _items(args.items, args.seconds)
     print(f"{args.items} items x {args.seconds:g} s at {SAMPLE_RATE_HZ} Hz, one process")
-    print(f"{'metric':18} {'cold audio-s/s':>14} {'cached audio-s/s':>16} {'codecbench/direct':>17} {'2 workers':>9}")
+    print(f"{'metric':18} {'cold audio-s/s':>14} {'cached audio-s/s':>16} {'codecbench/direct':>17}")
     for name in args.metrics:
         reason = registry.create(name).availability()
         if reason:
             print(f"{name:18} unavailable: {reason}")
             continue
         row = measure(name, refs, degs)
-        speedup = f"{row['workers2_speedup']:8.2f}x" if "workers2_speedup" in row else f"{'-':>9}"
         ratio = f"{row['codecbench_over_direct']:17.3f}" if "codecbench_over_direct" in row else f"{'-':>17}"
-        print(f"{name:18} {row['cold_audio_s_per_s']:14.2f} {row['cached_audio_s_per_s']:16.1f} {ratio} {speedup}",
-              flush=True)
+        print(f"{name:18} {row['cold_audio_s_per_s']:14.2f} {row['cached_audio_s_per_s']:16.1f} {ratio}", flush=True)
     return 0
 
 

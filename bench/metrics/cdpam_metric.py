@@ -10,8 +10,9 @@ What differs from calling the package: the model is built here on the requested 
 ``torch.load(weights_only=True)`` cannot parse) is loaded with ``weights_only=False`` only after its sha256 matched
 the digest below, and only its ``state`` entry is used; the package's ``load_audio`` (which uses the removed
 ``np.float``) is never called. The wheel declares no dependencies: it needs ``resampy`` and ``librosa`` at import
-(codecbench's ``metrics`` extra installs them). Slow on CPU (about 36 s for a 5 s clip measured on 2 cores; a GPU
-batches items of equal length with ``batch_size``): not in the default configs.
+(codecbench's ``metrics`` extra installs them). Slow on CPU (about 1.1 s per audio second on 2 idle cores, 36 s for
+a 5 s clip under load; on CPU one item per forward pass, a GPU batches items of equal length, ``batch_size``): not in
+the default configs. Speed against the package: ``bench/benchmarks/cdpam_speed.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ CHECKPOINT_RELPATH = "CDPAM_trained/scratchJNDdefault_best_model.pth"
 CHECKPOINT_SHA256 = "453c8b6edee1a94f0120236156436ff28fe4d8d884485e4a67695c8e8570bdfe"
 SAMPLE_RATE_HZ = 22_050
 MIN_SAMPLES = 8_192  # shorter inputs collapse in the encoder's strided layers
+GPU_BATCH_SIZE = 4  # default items per forward pass off the CPU
 
 
 def cdpam_checkpoint() -> Path | None:
@@ -79,14 +81,18 @@ class CdpamDistance(BatchedItemMetric):
         name="cdpam_distance", unit="", higher_is_better=False, needs_reference=True, level="item",
         sample_rate_hz=SAMPLE_RATE_HZ, version="1",
         citation=f"{CDPAM_CITATION}; weights cdpam wheel {CHECKPOINT_RELPATH} sha256:{CHECKPOINT_SHA256} (MIT)",
-        description="CDPAM learned perceptual distance (mono, 22.05 kHz, 16-bit scale); slow on CPU (~7 s per "
-                    "second of audio)",
+        description="CDPAM learned perceptual distance (mono, 22.05 kHz, 16-bit scale); slow on CPU (~1.2 s per "
+                    "second of audio on 2 cores)",
         dependencies=("cdpam", "resampy", "librosa"),
     )
 
-    def __init__(self, *, batch_size: int = 4, cache_dir: str | None = None, device: str = "cpu"):
+    def __init__(self, *, batch_size: int | None = None, cache_dir: str | None = None, device: str = "cpu"):
         super().__init__(cache_dir=cache_dir, device=device)  # batch_size and device do not change values
-        self.batch_size = int(batch_size)
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"cdpam_distance: batch_size must be >= 1, got {batch_size}")
+        # default: one item per forward pass on CPU (measured: 2 pairs of 2 s in one pass took 1.25x as long as one
+        # pair at a time), GPU_BATCH_SIZE elsewhere
+        self.batch_size = int(batch_size) if batch_size is not None else (1 if device == "cpu" else GPU_BATCH_SIZE)
         self._model: torch.nn.Module | None = None
 
     def availability(self) -> str | None:
@@ -119,7 +125,7 @@ class CdpamDistance(BatchedItemMetric):
     def score_batch(
         self, references: Sequence[np.ndarray], degraded: Sequence[np.ndarray], sample_rate_hz: int
     ) -> list[MetricValue | MetricFailure]:
-        """Items of equal length are batched (``batch_size`` per forward pass)."""
+        """Items of equal length are batched (``batch_size`` per forward pass; 1 on CPU by default)."""
         out: list[MetricValue | MetricFailure | None] = [None] * len(references)
         groups: dict[int, list[tuple[int, torch.Tensor, torch.Tensor, dict]]] = {}
         for index, (ref, deg) in enumerate(zip(references, degraded)):

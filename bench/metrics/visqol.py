@@ -24,14 +24,20 @@ frames within 40 dB of the peak) silent patches dominate and the score barely re
 silences (noise, pre-echo), and the splices are scored as part of the signal. Values with trimming are a different
 definition (the option is part of the cache key) and are not comparable with published ViSQOL numbers.
 
-Parallel: ``workers`` > 1 scores the items of one ``score_batch`` call in a process pool (spawned processes, each
-with one numba thread); values do not depend on it.
+Parallel: ``workers`` > 1 scores the items of ``score_batch`` calls in a pool of that many spawned processes,
+started on the first call and reused by every later call of the same instance (``close()`` or interpreter exit
+ends it). Each worker keeps to ``cores // workers`` threads (numba, torch, BLAS: ``core.threads``), set inside the
+worker as it starts, and loads numba's cached kernels before its first item. Values do not depend on the worker
+count beyond ViSQOL's own last-digit jitter: the library gives the same pair values ~1e-14 MOS apart from one call
+to the next, in one process and at one thread count (floating-point summation order depends on where numpy's
+arrays lie in memory); the tests allow 1e-12.
 """
 
 from __future__ import annotations
 
 import functools
-import os
+import sys
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,8 +135,37 @@ def _score_one(args: tuple) -> float | str:
         return f"failure: {failure}"
 
 
-def _worker_init() -> None:
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one process per core; read when numba is first imported
+def _worker_init(threads: int, kwargs: dict[str, Any]) -> None:
+    """Pool initializer, in the worker: thread limits first, then numba's cached kernels and the model loaded."""
+    from codecbench.bench.core.threads import limit_worker_threads
+
+    limit_worker_threads(threads)
+    from visqol import numba_accel
+
+    numba_accel.warmup()  # loads the kernels from numba's on-disk cache (compiles them if there is none yet)
+    _api(kwargs["mode"], bool(kwargs.get("lattice", False)), kwargs["search_window"])
+
+
+def _thread_counts(_slot: int = 0) -> dict[str, int]:
+    """Thread counts of this process: numba, BLAS/OpenMP (largest pool), torch (if imported); and its pid."""
+    import os
+
+    counts = {"pid": os.getpid()}
+    try:
+        import numba
+    except ImportError:  # visqol-python without [accel]: pure Python, no numba threads
+        pass
+    else:
+        counts["numba"] = numba.get_num_threads()
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        pass
+    else:
+        counts["blas"] = max((pool["num_threads"] for pool in threadpool_info()), default=0)
+    if "torch" in sys.modules:
+        counts["torch"] = sys.modules["torch"].get_num_threads()
+    return counts
 
 
 # ---- metric classes -------------------------------------------------------------------------------------------------
@@ -155,6 +190,67 @@ class _Visqol(ItemMetric):
         self.trim_inner = bool(trim_inner)
         self.workers = int(workers)
         self.kwargs = {"mode": self.mode, "search_window": int(search_window), **mode_options}
+        self._pool: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pool": None}  # a copy in another process starts its own pool
+
+    def _executor(self):
+        """The worker pool, started on first use and kept for later calls."""
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            from codecbench.bench.core.threads import worker_threads
+
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding torch/OpenMP threads
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_init,
+                                             initargs=(worker_threads(self.workers), self.kwargs))
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def _run_in_pool(self, tasks: dict[int, tuple]) -> dict[int, float | str | MetricFailure]:
+        """``_score_one`` of every task in the pool. A pool whose worker died (killed, out of memory) is replaced
+        and the items it did not score are tried once more in the new one; what still fails is a failure."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        results: dict[int, float | str | MetricFailure] = {}
+        pending, reason = dict(tasks), ""
+        for _attempt in range(2):
+            try:
+                futures = {index: self._executor().submit(_score_one, task) for index, task in pending.items()}
+            except BrokenProcessPool as error:  # broken between calls: start a fresh pool
+                self._discard_pool()
+                futures, reason = {}, str(error)
+            for index, future in futures.items():
+                try:
+                    results[index] = future.result()
+                    del pending[index]
+                except BrokenProcessPool as error:
+                    reason = str(error)
+            if not pending:
+                break
+            self._discard_pool()
+        for index in pending:
+            results[index] = MetricFailure(f"{self.info.name}: a ViSQOL worker process ended abnormally, twice "
+                                           f"({reason})")
+        return results
+
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        """End the worker pool (a later ``score_batch`` starts a new one)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def worker_thread_counts(self) -> list[dict[str, int]]:
+        """Thread counts (numba, BLAS, torch) where items are scored: one probe per worker slot (in the workers when
+        ``workers`` > 1, else in this process)."""
+        return list(self._executor().map(_thread_counts, range(self.workers))) if self.workers > 1 else [_thread_counts()]
 
     def availability(self) -> str | None:
         import importlib.util
@@ -192,9 +288,6 @@ class _Visqol(ItemMetric):
     ) -> list[MetricValue | MetricFailure]:
         if self.workers == 1 or len(references) < 2:
             return super().score_batch(references, degraded, sample_rate_hz)
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         out: list[MetricValue | MetricFailure | None] = [None] * len(references)
         tasks, extras = {}, {}
         for index, (ref, deg) in enumerate(zip(references, degraded)):
@@ -203,12 +296,10 @@ class _Visqol(ItemMetric):
                 tasks[index] = (r, d, self.working_rate_hz, self.kwargs)
             except MetricFailure as failure:
                 out[index] = failure
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch/OpenMP threads
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks) or 1), mp_context=context,
-                                 initializer=_worker_init) as pool:
-            for index, result in zip(tasks, pool.map(_score_one, tasks.values())):
-                out[index] = (MetricFailure(result[len("failure: "):]) if isinstance(result, str)
-                              else MetricValue(result, extras[index]))
+        for index, result in self._run_in_pool(tasks).items():
+            out[index] = (result if isinstance(result, MetricFailure)
+                          else MetricFailure(result[len("failure: "):]) if isinstance(result, str)
+                          else MetricValue(result, extras[index]))
         return out  # type: ignore[return-value]
 
 
