@@ -43,7 +43,7 @@ def test_full_flow_resume_and_completion_code(client):
     for page in pages[:2]:
         listen(client, page)
         r = client.post(f"/api/participants/{pid}/pages/{page['index']}", json=full_page(page))
-        assert r.json() == {"status": "stored"}
+        assert r.json() == {"status": "stored", "revision": 1}
     resumed = client.get(f"/api/participants/{pid}").json()
     assert resumed["done_pages"] == [0, 1] and resumed["pages"] == pages  # same seeded plan after a reload
     listen(client, pages[2])
@@ -63,11 +63,11 @@ def test_retry_is_idempotent_and_conflict_keeps_first(client):
     pid, page = session["participant_id"], session["pages"][1]
     first = full_page(page)
     listen(client, page)
-    assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "stored"}
-    assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "duplicate"}
+    assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "stored", "revision": 1}
+    assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "duplicate", "revision": 1}
     other = full_page(page, lambda i, sid: 100)
     response = client.post(f"/api/participants/{pid}/pages/1", json=other)
-    assert response.status_code == 409 and "first submission is kept" in response.json()["detail"]
+    assert response.status_code == 409 and "stored grades are kept" in response.json()["detail"]
     frame = client.store.ratings_frame()
     assert len(frame) == 6 and sorted(frame["score"]) == [40] * 5 + [100]
 
