@@ -411,14 +411,18 @@ def _html_table(frame, columns: list[str]) -> str:
     import html
 
     def cell(v) -> str:
+        if isinstance(v, bool | np.bool_):
+            return f"<td>{'yes' if v else 'no'}</td>"
         if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}"
-        return html.escape(str(v))
+            return f"<td>{v:.3g}</td>" if abs(v) < 1e-2 and v != 0 else f"<td>{v:.2f}</td>"
+        if isinstance(v, int | np.integer):
+            return f"<td>{v}</td>"
+        return f"<td class='t'>{html.escape(str(v))}</td>"  # text: left-aligned, may wrap
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(getattr(r, c))}</td>" for c in columns) + "</tr>"
+    head = "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(cell(getattr(r, c)) for c in columns) + "</tr>"
                    for r in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def questionnaire_answers(ratings) -> list[dict]:
@@ -438,12 +442,17 @@ def questionnaire_answers(ratings) -> list[dict]:
 
 
 def html_report(screening: Screening, conditions, pairwise, out_dir: Path, answers: list[dict] | None = None) -> str:
-    """The researcher's results page: one self-contained HTML file (plots embedded; every text escaped)."""
+    """The researcher's results page: one self-contained HTML file (plots embedded; every text escaped).
+    ``conditions`` None: no assessor was kept; the page shows the screening and the answers only."""
     import base64
     import html
 
     import pandas as pd
 
+    if conditions is None:
+        conditions = pd.DataFrame(columns=["condition", "n", "n_assessors", "mean", "ci_low", "ci_high", "median",
+                                           "iqr", "ci_warning"])
+        pairwise = pd.DataFrame()
     kept, total = len(screening.kept), len(screening.assessors)
     screening_frame = pd.DataFrame([asdict(a) for a in screening.assessors])
     warnings_html = "".join(f"<p class='warn'>WARNING {html.escape(str(c))}: {html.escape(w)}</p>"
@@ -460,12 +469,14 @@ def html_report(screening: Screening, conditions, pairwise, out_dir: Path, answe
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:20px auto;padding:0 12px;color:#222}}
 table{{border-collapse:collapse;margin:8px 0 18px;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:3px 7px;
 text-align:right}}th{{background:#f0f2f5}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}
-.warn{{color:#a00}}</style></head><body>
+.warn{{color:#a00}}.wrap{{overflow-x:auto}}td.t{{text-align:left;min-width:6em;max-width:32em}}
+th{{vertical-align:bottom}}</style></head><body>
 <h1>MUSHRA results</h1>
 <p>{total} assessors before post-screening, {kept} after. Items exempt from the anchor rule: {exempt}.
 CIs: 95 % cluster bootstrap over assessors.</p>{warnings_html}
 <h2>Conditions</h2>{_html_table(conditions, ["condition", "n", "n_assessors", "mean", "ci_low", "ci_high",
-                                            "median", "iqr"])}
+                                            "median", "iqr"]) if not conditions.empty else
+                   "<p class='warn'>No assessor is left after post-screening: nothing to average yet.</p>"}
 {images}
 <h2>Post-screening (every assessor)</h2>{_html_table(screening_frame, ["participant_id", "n_items",
     "reference_below_90", "anchor_above_90", "behaviour_items_not_listened", "attention_checks", "attention_failed",
@@ -475,6 +486,13 @@ CIs: 95 % cluster bootstrap over assessors.</p>{warnings_html}
                                if answers else "<p>none</p>"}
 </body></html>
 """
+
+
+def screening_report(ratings, *, reference: str = "reference", anchor: str | None = "lowpass_7k", **rules) -> str:
+    """The results page when post-screening keeps no one: every assessor's screening record and the answers."""
+    ratings = check_ratings(ratings)
+    screening = post_screen(ratings, reference=reference, anchor=anchor, **rules)
+    return html_report(screening, None, None, Path("."), questionnaire_answers(ratings))
 
 
 def latex_table(conditions) -> str:

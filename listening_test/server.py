@@ -610,7 +610,8 @@ def live_report(store: RatingsStore, n_resamples: int) -> tuple[str, int]:
     import tempfile
     import warnings
 
-    from codecbench.listening_test.analysis import AnalysisError, FewAssessorsWarning, analyze_frame
+    from codecbench.listening_test.analysis import (AnalysisError, FewAssessorsWarning, analyze_frame,
+                                                     screening_report)
 
     frame = store.ratings_frame()
     if frame.empty:
@@ -621,6 +622,8 @@ def live_report(store: RatingsStore, n_resamples: int) -> tuple[str, int]:
         try:
             analyze_frame(frame, tmp, anchor=anchor, n_resamples=n_resamples)
         except AnalysisError as exc:
+            if "post-screening excluded all" in str(exc):  # still worth seeing: who was excluded, and why
+                return screening_report(frame, anchor=anchor), 200
             return _message_page(f"Cannot analyse the ratings yet: {html.escape(str(exc))}"), 409
         return (Path(tmp) / "report.html").read_text(), 200
 
