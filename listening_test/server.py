@@ -610,8 +610,7 @@ def live_report(store: RatingsStore, n_resamples: int) -> tuple[str, int]:
     import tempfile
     import warnings
 
-    from codecbench.listening_test.analysis import (AnalysisError, FewAssessorsWarning, analyze_frame,
-                                                     screening_report)
+    from codecbench.listening_test.analysis import AnalysisError, FewAssessorsWarning, analyze_frame, screening_report
 
     frame = store.ratings_frame()
     if frame.empty:

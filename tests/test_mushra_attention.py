@@ -88,7 +88,7 @@ def _take_test(client, grade_of) -> str:
     for page, mine in zip(session["pages"], plan):
         listen(client, page)
         to_sid = {aid: sid for sid, aid in mine["audio_ids"].items()}
-        body = full_page(page, lambda i, aid: grade_of(mine, to_sid[aid]))
+        body = full_page(page, lambda i, aid, mine=mine, to_sid=to_sid: grade_of(mine, to_sid[aid]))
         for r in body["ratings"]:
             r["played_s"] = 4.0
         response = client.post(f"/api/participants/{pid}/pages/{page['index']}", json=body)
