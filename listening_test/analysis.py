@@ -469,10 +469,10 @@ def html_report(screening: Screening, conditions, pairwise, out_dir: Path, answe
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:20px auto;padding:0 12px;color:#222}}
 table{{border-collapse:collapse;margin:8px 0 18px;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:3px 7px;
 text-align:right}}th{{background:#f0f2f5}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}
-.warn{{color:#a00}}.wrap{{overflow-x:auto}}td.t{{text-align:left;min-width:6em;max-width:32em}}
+.warn{{color:#a00}}.wrap{{overflow-x:auto}}td.t{{text-align:left;min-width:8em;max-width:32em}}
 th{{vertical-align:bottom}}</style></head><body>
 <h1>MUSHRA results</h1>
-<p>{total} assessors before post-screening, {kept} after. Items exempt from the anchor rule: {exempt}.
+<p>{total} assessor{'' if total == 1 else 's'} before post-screening, {kept} after. Items exempt from the anchor rule: {exempt}.
 CIs: 95 % cluster bootstrap over assessors.</p>{warnings_html}
 <h2>Conditions</h2>{_html_table(conditions, ["condition", "n", "n_assessors", "mean", "ci_low", "ci_high",
                                             "median", "iqr"]) if not conditions.empty else
