@@ -51,7 +51,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--allow-origin", action="append", default=[],
                        help="extra origin (https://host) allowed to create participants; repeatable")
     serve.add_argument("--pages", type=Path,
-                       help="JSON file: consent text, instructions, end questionnaire (docs/listening-test.md)")
+                       help="JSON file: consent, instructions, calibration, headphone check, attention checks, end "
+                       "questionnaire (docs/listening-test.md)")
     serve.set_defaults(func=_serve)
 
     analyze = sub.add_parser("analyze", help="BS.1534-3 post-screening, statistics, plots and tables")

@@ -164,9 +164,12 @@ def load_pages(path: str | os.PathLike) -> dict[str, Any]:
 
         {"consent": "text", "instructions": ["paragraph", ...],
          "questionnaire": [{"id": "age", "label": "Your age", "type": "choice", "options": ["18-29", ...]},
-                           {"id": "comments", "label": "Comments", "type": "text"}]}
+                           {"id": "comments", "label": "Comments", "type": "text"}],
+         "calibration": "text", "headphone_check": {"trials": 6, "pass": 5, "required": false},
+         "attention_checks": {"pages": 2, "max_score": 30}}
 
-    Every text is shown with ``textContent`` (never as HTML).
+    Every text is shown with ``textContent`` (never as HTML). ``attention_checks`` is never sent to the browser
+    (:func:`public_pages_config`).
     """
     from codecbench.bench.core.errors import ConfigError
 
