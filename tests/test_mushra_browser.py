@@ -202,6 +202,11 @@ def test_whole_test_in_chromium(server, tmp_path):
             grades[2] = _rate_page(page)
             page.click("#next")
             page.wait_for_selector("#screen-questions:not([hidden])")  # the end questionnaire
+            page.click("#questions-back")  # Previous from the questionnaire: the last page, unchanged, and back
+            page.wait_for_selector("#screen-trial:not([hidden])")
+            assert page.evaluate("window.mushra.page.index") == 2 and not page.is_disabled("#next")
+            page.click("#next")  # nothing changed: nothing is sent, straight back to the questionnaire
+            page.wait_for_selector("#screen-questions:not([hidden])")
             assert page.inner_text("#questions label") == "Which <i>headphones</i>?"
             assert page.query_selector("#questions i") is None
             page.select_option("#q-headphones", "closed")

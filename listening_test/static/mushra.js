@@ -576,6 +576,7 @@ async function finish() {
   const questions = (state.test.pages || {}).questionnaire || [];
   if (questions.length && !state.questionsDone && !state.session.questionnaire_done) {
     renderQuestions();
+    $("progress-text").textContent = "Last step: a few questions";
     return show("screen-questions");
   }
   const result = await api("POST", `api/participants/${state.session.participant_id}/finish`);
@@ -631,6 +632,10 @@ $("play-button").addEventListener("click", () => {
 });
 $("next").addEventListener("click", () => submit());
 $("previous").addEventListener("click", () => previous().catch((e) => fail(e.message)));
+$("questions-back").addEventListener("click", (event) => {  // from the questionnaire back to the last page
+  event.preventDefault();
+  openPage(state.session.pages.length - 1).catch((e) => fail(e.message));
+});
 for (const id of ["loop-start", "loop-end"]) {
   $(id).addEventListener("change", () => {
     applyLoop(Number($("loop-start").value), Number($("loop-end").value));
