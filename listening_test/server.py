@@ -606,9 +606,17 @@ REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; bas
               "frame-ancestors 'none'")
 
 
+_REPORT_LOCK = threading.Lock()  # one report at a time: matplotlib's pyplot is not thread-safe
+
+
 def live_report(store: RatingsStore, n_resamples: int) -> tuple[str, int]:
     """The analysis of everything stored so far as the results page (HTML, every text escaped) and its status:
     200, or 409 with a one-line page when there is nothing to analyse yet."""
+    with _REPORT_LOCK:
+        return _live_report(store, n_resamples)
+
+
+def _live_report(store: RatingsStore, n_resamples: int) -> tuple[str, int]:
     import html
     import tempfile
     import warnings
