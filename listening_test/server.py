@@ -313,10 +313,17 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
     plans: dict[str, list[dict[str, Any]]] = {}  # participant id -> plan (plans never change once created)
     pages_config = config.pages or {"consent": "", "instructions": [], "questionnaire": []}
     attention = pages_config.get("attention_checks")
-    if attention:  # the degraded signal of every item, made here from its reference (never on disk)
-        for k, item in enumerate(description["items"]):
-            ref_pcm, rate, channels = pcm[(item["key"], None)]
-            pcm[(item["key"], DEGRADED)] = (degraded_pcm(ref_pcm, channels, seed=k), rate, channels)
+    item_number = {item["key"]: k for k, item in enumerate(description["items"])}
+
+    def degraded(key: str) -> tuple[bytes, int, int]:  # an item's degraded signal, from its reference (never on disk)
+        if (key, DEGRADED) not in pcm:
+            ref_pcm, rate, channels = pcm[(key, None)]
+            pcm[(key, DEGRADED)] = (degraded_pcm(ref_pcm, channels, seed=item_number[key]), rate, channels)
+        return pcm[(key, DEGRADED)]
+
+    if attention:  # made before serving, so that no delivery is slower than another (a timing leak)
+        for item in description["items"]:
+            degraded(item["key"])
     browser_pages = public_pages_config(pages_config)
     questions = {q["id"]: q for q in pages_config["questionnaire"]}
     global_limit = RateLimiter(config.participants_per_minute)
@@ -417,7 +424,9 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
                     key = (page["item"], DEGRADED)
             if key is not None:
                 store.record_fetch(participant_id, page["index"], audio_id, time.time())
-                return Response(wav_bytes(*pcm[key]), media_type=MEDIA_TYPES[".wav"])
+                # degraded(): also for plans made before a restart without attention_checks in the config
+                signal = degraded(key[0]) if key[1] == DEGRADED else pcm[key]
+                return Response(wav_bytes(*signal), media_type=MEDIA_TYPES[".wav"])
         raise HTTPException(404, "not found")
 
     # -- participants -----------------------------------------------------------------------------------------

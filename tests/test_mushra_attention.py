@@ -129,3 +129,29 @@ def test_a_bot_that_fails_the_attention_checks_is_screened_out(bundle, tmp_path)
     assert cheat in kept.screening.kept  # the rule is what screens it out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["rules"]["attention_rule"] is True and summary["rules"]["max_attention_failures"] == 0
+
+
+def test_plans_with_attention_pages_still_play_after_a_restart_without_the_config(bundle, tmp_path):
+    """The answer key lives in each stored plan: removing ``attention_checks`` from the config and restarting
+    neither breaks those participants' audio nor their checks."""
+    with _client(bundle, tmp_path, _pages(tmp_path)) as client:
+        session = client.post("/api/participants", json={"consent": True}).json()
+        plan = client.app_state.store.participant(session["participant_id"])["plan"]
+    check = next(p for p in plan if p.get("attention"))
+    with _client(bundle, tmp_path, None) as client:
+        page = session["pages"][check["index"]]
+        listen(client, page)
+        to_sid = {aid: sid for sid, aid in check["audio_ids"].items()}
+        body = full_page(page, lambda i, aid: 100 if to_sid[aid] != check["attention"]["degraded"] else 90)
+        if all(r["score"] != 100 for r in body["ratings"]):
+            body["ratings"][0]["score"] = 100
+        url = f"/api/participants/{session['participant_id']}/pages/{check['index']}"
+        assert client.post(url, json=body).status_code == 200
+        frame = client.app_state.store.ratings_frame()
+    assert frame.empty  # the attention page's grades are not ratings
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "r.sqlite") as conn:
+        outcome = conn.execute("SELECT score, max_score, passed FROM attention").fetchall()
+    conn.close()
+    assert outcome == [(90, 30, 0)]  # graded 90 > 30: failed
