@@ -14,6 +14,13 @@ they graded on it was played for less than ``min_played_s`` (default 1 s); an as
 recorded items not listened is excluded before the BS.1534-3 rules run, so that non-listening raters (bots grading
 everything 100) cannot push items over the 25 % anchor exemption for everyone else.
 
+Attention-check screening (codecbench's rule, not BS.1534-3's; applied with the behaviour rule, before the BS.1534-3
+rules, when the ratings carry ``attention_checks`` and ``attention_failed`` per assessor, as codecbench exports of a
+test with attention pages do): an assessor who failed more than ``max_attention_failures`` (default 0) of their
+attention-check pages is excluded. A failed check is a grade above the page's threshold for a stimulus that was
+noise at 0 dB SNR (see :mod:`.attention`); like the behaviour rule it removes raters who do not attend, whose grades
+would otherwise also decide the 25 % anchor exemption for everyone.
+
 Statistics over the kept assessors: mean with a 95 % **cluster** bootstrap CI that resamples assessors (all grades of
 a drawn assessor together), since one assessor's grades are not independent; median, quartiles and IQR over the
 individual grades; per condition and per item x condition (one grade per assessor there, so the cluster bootstrap is
@@ -48,6 +55,7 @@ ANCHOR_ITEM_FRACTION = 0.25  # items where more than this fraction of assessors 
 EXACT_PERMUTATION_MAX_PAIRS = 16
 MIN_ASSESSORS = 10  # a CI over fewer assessors is flagged and warned about
 MIN_PLAYED_S = 1.0  # behaviour rule: a stimulus played for less than this was not listened to
+MAX_ATTENTION_FAILURES = 0  # attention rule: more failed attention-check pages than this -> excluded
 
 
 class FewAssessorsWarning(UserWarning):
@@ -124,6 +132,8 @@ class AssessorScreening:
     behaviour_items_recorded: int = 0
     behaviour_items_not_listened: int = 0
     behaviour_fraction: float = 0.0
+    attention_checks: int = 0
+    attention_failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,9 +160,21 @@ def behaviour_flags(ratings, min_played_s: float = MIN_PLAYED_S) -> dict[str, tu
     return out
 
 
+def attention_flags(ratings) -> dict[str, tuple[int, int]]:
+    """Per assessor: (attention-check pages, failed ones), from the export columns ``attention_checks`` and
+    ``attention_failed``; empty when the ratings have none (no attention pages in the test, or an external CSV)."""
+    if not {"attention_checks", "attention_failed"} <= set(ratings.columns):
+        return {}
+    per = ratings.groupby(ratings["participant_id"].astype(str))[["attention_checks", "attention_failed"]].max()
+    if per["attention_checks"].fillna(0).sum() == 0:
+        return {}
+    return {pid: (int(row.attention_checks), int(row.attention_failed)) for pid, row in per.fillna(0).iterrows()}
+
+
 def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "lowpass_7k",
                 trials_per_assessor: int | None = None, behaviour: bool = True,
-                min_played_s: float = MIN_PLAYED_S) -> Screening:
+                min_played_s: float = MIN_PLAYED_S, attention: bool = True,
+                max_attention_failures: int = MAX_ATTENTION_FAILURES) -> Screening:
     """Apply the BS.1534-3 post-screening rules (module docstring) to ``ratings``; nothing is averaged here.
 
     ``anchor=None`` applies the hidden-reference rule only. ``trials_per_assessor``: when ``ratings`` is a subset of a test in which every assessor rated this many trials,
@@ -168,7 +190,9 @@ def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "
         raise AnalysisError(f"anchor condition '{anchor}' not in the ratings; conditions: {sorted(conditions)}")
     flags = behaviour_flags(ratings, min_played_s) if behaviour else {}
     not_listening = {pid for pid, (n, bad) in flags.items() if n and bad / n > MAX_ITEM_FRACTION}
-    listening = ratings[~ratings["participant_id"].astype(str).isin(not_listening)]
+    checks = attention_flags(ratings) if attention else {}
+    inattentive = {pid for pid, (_, failed) in checks.items() if failed > max_attention_failures}
+    listening = ratings[~ratings["participant_id"].astype(str).isin(not_listening | inattentive)]
     ref = ratings[ratings["condition"] == reference]
     anc = ratings[ratings["condition"] == anchor]
     # the anchor exemption is decided among the assessors who listened (bots must not exempt items for everyone)
@@ -195,6 +219,10 @@ def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "
         if str(pid) in not_listening:
             reasons.append(f"did not listen: a stimulus played < {min_played_s:g} s on {n_short} of {n_recorded} "
                            f"items ({100 * behaviour_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
+        n_checks, n_failed = checks.get(str(pid), (0, 0))
+        if str(pid) in inattentive:
+            reasons.append(f"failed {n_failed} of {n_checks} attention checks (more than {max_attention_failures} "
+                           "allowed)")
         if ref_frac > MAX_ITEM_FRACTION:
             reasons.append(f"hidden reference below {REFERENCE_THRESHOLD} on {ref_low} of {n_ref} items "
                            f"({100 * ref_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
@@ -202,7 +230,8 @@ def post_screen(ratings, *, reference: str = "reference", anchor: str | None = "
             reasons.append(f"{anchor} above {ANCHOR_THRESHOLD} on {anc_high} of {n_anc} items, exempt items not "
                            f"counted against ({100 * anc_frac:.1f} % > {100 * MAX_ITEM_FRACTION:.0f} %)")
         records.append(AssessorScreening(str(pid), n_items, ref_low, ref_frac, n_anc, anc_high, anc_frac,
-                                         bool(reasons), "; ".join(reasons), n_recorded, n_short, behaviour_frac))
+                                         bool(reasons), "; ".join(reasons), n_recorded, n_short, behaviour_frac,
+                                         n_checks, n_failed))
     return Screening(
         assessors=tuple(records), anchor_items_not_used=tuple(not_used), reference=reference, anchor=anchor,
         kept=tuple(r.participant_id for r in records if not r.excluded),
@@ -382,23 +411,48 @@ def _html_table(frame, columns: list[str]) -> str:
     import html
 
     def cell(v) -> str:
+        if isinstance(v, bool | np.bool_):
+            return f"<td>{'yes' if v else 'no'}</td>"
         if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}"
-        return html.escape(str(v))
+            return f"<td>{v:.3g}</td>" if abs(v) < 1e-2 and v != 0 else f"<td>{v:.2f}</td>"
+        if isinstance(v, int | np.integer):
+            return f"<td>{v}</td>"
+        return f"<td class='t'>{html.escape(str(v))}</td>"  # text: left-aligned, may wrap
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(getattr(r, c))}</td>" for c in columns) + "</tr>"
+    head = "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(cell(getattr(r, c)) for c in columns) + "</tr>"
                    for r in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
-def html_report(screening: Screening, conditions, pairwise, out_dir: Path) -> str:
-    """The researcher's results page: one self-contained HTML file (plots embedded; every text escaped)."""
+def questionnaire_answers(ratings) -> list[dict]:
+    """One row per (assessor, question) with a non-empty answer, from the export column ``questionnaire_json``."""
+    if "questionnaire_json" not in ratings.columns:
+        return []
+    rows = []
+    for pid, blob in ratings.groupby(ratings["participant_id"].astype(str))["questionnaire_json"].first().items():
+        try:
+            answers = json.loads(blob) if isinstance(blob, str) and blob else {}
+        except ValueError:
+            continue
+        if isinstance(answers, dict):
+            rows += [{"participant_id": pid, "question": str(q), "answer": str(a)} for q, a in sorted(answers.items())
+                     if str(a).strip()]
+    return rows
+
+
+def html_report(screening: Screening, conditions, pairwise, out_dir: Path, answers: list[dict] | None = None) -> str:
+    """The researcher's results page: one self-contained HTML file (plots embedded; every text escaped).
+    ``conditions`` None: no assessor was kept; the page shows the screening and the answers only."""
     import base64
     import html
 
     import pandas as pd
 
+    if conditions is None:
+        conditions = pd.DataFrame(columns=["condition", "n", "n_assessors", "mean", "ci_low", "ci_high", "median",
+                                           "iqr", "ci_warning"])
+        pairwise = pd.DataFrame()
     kept, total = len(screening.kept), len(screening.assessors)
     screening_frame = pd.DataFrame([asdict(a) for a in screening.assessors])
     warnings_html = "".join(f"<p class='warn'>WARNING {html.escape(str(c))}: {html.escape(w)}</p>"
@@ -415,18 +469,30 @@ def html_report(screening: Screening, conditions, pairwise, out_dir: Path) -> st
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:20px auto;padding:0 12px;color:#222}}
 table{{border-collapse:collapse;margin:8px 0 18px;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:3px 7px;
 text-align:right}}th{{background:#f0f2f5}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}
-.warn{{color:#a00}}</style></head><body>
+.warn{{color:#a00}}.wrap{{overflow-x:auto}}td.t{{text-align:left;min-width:8em;max-width:32em}}
+th{{vertical-align:bottom}}</style></head><body>
 <h1>MUSHRA results</h1>
-<p>{total} assessors before post-screening, {kept} after. Items exempt from the anchor rule: {exempt}.
+<p>{total} assessor{'' if total == 1 else 's'} before post-screening, {kept} after. Items exempt from the anchor rule: {exempt}.
 CIs: 95 % cluster bootstrap over assessors.</p>{warnings_html}
 <h2>Conditions</h2>{_html_table(conditions, ["condition", "n", "n_assessors", "mean", "ci_low", "ci_high",
-                                            "median", "iqr"])}
+                                            "median", "iqr"]) if not conditions.empty else
+                   "<p class='warn'>No assessor is left after post-screening: nothing to average yet.</p>"}
 {images}
 <h2>Post-screening (every assessor)</h2>{_html_table(screening_frame, ["participant_id", "n_items",
-    "reference_below_90", "anchor_above_90", "behaviour_items_not_listened", "excluded", "reason"])}
+    "reference_below_90", "anchor_above_90", "behaviour_items_not_listened", "attention_checks", "attention_failed",
+    "excluded", "reason"])}
 <h2>Pairwise tests (Holm-corrected)</h2>{_html_table(pairwise, pair_cols) if not pairwise.empty else "<p>none</p>"}
+<h2>Questionnaire answers</h2>{_html_table(pd.DataFrame(answers), ["participant_id", "question", "answer"])
+                               if answers else "<p>none</p>"}
 </body></html>
 """
+
+
+def screening_report(ratings, *, reference: str = "reference", anchor: str | None = "lowpass_7k", **rules) -> str:
+    """The results page when post-screening keeps no one: every assessor's screening record and the answers."""
+    ratings = check_ratings(ratings)
+    screening = post_screen(ratings, reference=reference, anchor=anchor, **rules)
+    return html_report(screening, None, None, Path("."), questionnaire_answers(ratings))
 
 
 def latex_table(conditions) -> str:
@@ -511,22 +577,26 @@ def analyze(
     trials_per_assessor: int | None = None,
     behaviour: bool = True,
     min_played_s: float = MIN_PLAYED_S,
+    attention: bool = True,
+    max_attention_failures: int = MAX_ATTENTION_FAILURES,
 ) -> AnalysisResult:
     """Load ratings, post-screen, summarise, test and plot; writes CSV/Markdown/LaTeX/JSON/PNG/PDF to ``out_dir``."""
     ratings = load_ratings(ratings_path)
     return analyze_frame(ratings, out_dir, reference=reference, anchor=anchor, n_resamples=n_resamples, seed=seed,
                          min_assessors=min_assessors, trials_per_assessor=trials_per_assessor, behaviour=behaviour,
-                         min_played_s=min_played_s)
+                         min_played_s=min_played_s, attention=attention, max_attention_failures=max_attention_failures)
 
 
 def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k", n_resamples=10_000, seed=0,
                   min_assessors: int = MIN_ASSESSORS, trials_per_assessor: int | None = None,
-                  behaviour: bool = True, min_played_s: float = MIN_PLAYED_S):
+                  behaviour: bool = True, min_played_s: float = MIN_PLAYED_S, attention: bool = True,
+                  max_attention_failures: int = MAX_ATTENTION_FAILURES):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ratings = check_ratings(ratings)
     screening = post_screen(ratings, reference=reference, anchor=anchor, trials_per_assessor=trials_per_assessor,
-                            behaviour=behaviour, min_played_s=min_played_s)
+                            behaviour=behaviour, min_played_s=min_played_s, attention=attention,
+                            max_attention_failures=max_attention_failures)
     if not screening.kept:
         raise AnalysisError(f"post-screening excluded all {len(screening.assessors)} assessors; nothing to analyse")
     kept = ratings[ratings["participant_id"].astype(str).isin(screening.kept)]
@@ -560,7 +630,8 @@ def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k
         "rules": {"reference": reference, "anchor": anchor, "reference_below": REFERENCE_THRESHOLD,
                   "anchor_above": ANCHOR_THRESHOLD, "max_item_fraction": MAX_ITEM_FRACTION,
                   "anchor_item_fraction": ANCHOR_ITEM_FRACTION, "trials_per_assessor": trials_per_assessor,
-                  "behaviour_rule": behaviour, "min_played_s": min_played_s},
+                  "behaviour_rule": behaviour, "min_played_s": min_played_s, "attention_rule": attention,
+                  "max_attention_failures": max_attention_failures},
         "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95, "clustered_by": "assessor",
                       "min_assessors": min_assessors},
         "conditions": json.loads(conditions.to_json(orient="records")),
@@ -568,7 +639,8 @@ def analyze_frame(ratings, out_dir, *, reference="reference", anchor="lowpass_7k
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     files += [str(out_dir / n) for n in ("table.md", "table.tex", "summary.json")]
     files += plot(kept, conditions, out_dir, order, len(screening.kept))
-    (out_dir / "report.html").write_text(html_report(screening, conditions, pairwise, out_dir))
+    (out_dir / "report.html").write_text(html_report(screening, conditions, pairwise, out_dir,
+                                                     questionnaire_answers(ratings)))
     files.append(str(out_dir / "report.html"))
     assert not any(math.isnan(v) for v in conditions["mean"])
     return AnalysisResult(screening, conditions, items, pairwise, files)

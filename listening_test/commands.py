@@ -51,7 +51,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--allow-origin", action="append", default=[],
                        help="extra origin (https://host) allowed to create participants; repeatable")
     serve.add_argument("--pages", type=Path,
-                       help="JSON file: consent text, instructions, end questionnaire (docs/listening-test.md)")
+                       help="JSON file: consent, instructions, calibration, headphone check, attention checks, end "
+                       "questionnaire (docs/listening-test.md)")
     serve.set_defaults(func=_serve)
 
     analyze = sub.add_parser("analyze", help="BS.1534-3 post-screening, statistics, plots and tables")
@@ -69,6 +70,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                          help="do not exclude assessors who did not listen (behaviour record played_s)")
     analyze.add_argument("--min-played-s", type=float, default=1.0,
                          help="behaviour rule: a stimulus played for less than this was not listened to")
+    analyze.add_argument("--no-attention-rule", action="store_true",
+                         help="do not exclude assessors who failed attention-check pages")
+    analyze.add_argument("--max-attention-failures", type=int, default=0,
+                         help="attention rule: assessors with more failed attention checks are excluded (0)")
     analyze.set_defaults(func=_analyze)
 
     corr = sub.add_parser("correlate", help="metric validity: correlate listener grades with metric scores")
@@ -156,7 +161,8 @@ def _analyze(args: argparse.Namespace) -> int:
         result = analyze(args.ratings, args.out, reference=args.reference, anchor=args.anchor,
                          n_resamples=args.n_resamples, seed=args.seed, min_assessors=args.min_assessors,
                          trials_per_assessor=args.trials_per_assessor, behaviour=not args.no_behaviour_rule,
-                         min_played_s=args.min_played_s)
+                         min_played_s=args.min_played_s, attention=not args.no_attention_rule,
+                         max_attention_failures=args.max_attention_failures)
     print(result.summary_text())
     print(f"tables and plots written to {args.out}")
     return 0

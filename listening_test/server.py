@@ -10,9 +10,11 @@ behind a reverse proxy):
 | ``POST /api/participants`` | anyone, same origin, ``{"consent": true}`` | new participant: opaque id, random plan (item and stimulus order, per-participant random audio ids); capped and rate-limited |
 | ``GET /api/participants/<id>/audio/<audio id>`` | holder of the id | one signal of one of the participant's pages, from memory |
 | ``GET /api/participants/<id>`` | holder of the id | the plan and the pages already submitted (resume), never grades |
-| ``POST /api/participants/<id>/pages/<n>`` | holder of the id | one page's grades, validated, stored in one transaction |
+| ``POST /api/participants/<id>/pages/<n>`` | holder of the id | one page's grades, validated, stored in one transaction; an earlier page again (Previous) with ``replaces_revision`` = its latest revision: a new revision, every revision kept |
 | ``POST /api/participants/<id>/finish`` | holder of the id | the completion code (after every page) |
-| ``GET /api/admin/export.csv``, ``.parquet`` | ``Authorization: Bearer <admin token>`` | every rating |
+| ``GET /api/admin/export.csv``, ``.parquet`` | ``Authorization: Bearer <admin token>`` | every rating (latest revision of each page) |
+| ``GET /api/admin/history.csv`` | admin token | every accepted submission of every page (all revisions) |
+| ``GET /api/admin/report.html`` | admin token | the analysis of the ratings so far as the researcher's results page |
 
 No answer key reaches the browser:
 
@@ -28,7 +30,9 @@ No answer key reaches the browser:
 - every delivery is counted per participant and page (``audio_fetches``), so the server can refuse a page graded
   without its audio or faster than ``min_page_time_s`` after its first audio delivery.
 
-Condition names never reach the participant.
+Condition names never reach the participant, and neither do attention checks (:mod:`.attention`): the pages
+config the browser receives has no ``attention_checks`` key, an attention page has the shape of every other trial,
+and which of its stimuli is degraded is in the stored plan only.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codecbench.listening_test.attention import DEGRADED, add_attention_pages, degraded_pcm
 from codecbench.listening_test.bundle import STATIC_FILES, load_bundle
-from codecbench.listening_test.store import Rating, RatingsStore, payload_digest
+from codecbench.listening_test.store import AttentionOutcome, Rating, RatingsStore, payload_digest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -93,6 +98,7 @@ class PageIn(BaseModel):
     page_duration_s: float | None = Field(default=None, ge=0, le=86_400)
     reference_played_s: float | None = Field(default=None, ge=0, le=86_400)
     loop_changes: StrictInt | None = Field(default=None, ge=0, le=100_000)
+    replaces_revision: StrictInt | None = Field(default=None, ge=1, le=10_000)  # Previous: the revision changed
 
 
 class QuestionnaireIn(BaseModel):
@@ -158,9 +164,12 @@ def load_pages(path: str | os.PathLike) -> dict[str, Any]:
 
         {"consent": "text", "instructions": ["paragraph", ...],
          "questionnaire": [{"id": "age", "label": "Your age", "type": "choice", "options": ["18-29", ...]},
-                           {"id": "comments", "label": "Comments", "type": "text"}]}
+                           {"id": "comments", "label": "Comments", "type": "text"}],
+         "calibration": "text", "headphone_check": {"trials": 6, "pass": 5, "required": false},
+         "attention_checks": {"pages": 2, "max_score": 30}}
 
-    Every text is shown with ``textContent`` (never as HTML).
+    Every text is shown with ``textContent`` (never as HTML). ``attention_checks`` is never sent to the browser
+    (:func:`public_pages_config`).
     """
     from codecbench.bench.core.errors import ConfigError
 
@@ -171,7 +180,7 @@ def load_pages(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the pages file ({exc})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
-    keys = ("consent", "instructions", "calibration", "headphone_check", "questionnaire")
+    keys = ("consent", "instructions", "calibration", "headphone_check", "questionnaire", "attention_checks")
     unknown = sorted(set(data) - set(keys))
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r} (keys: {', '.join(keys)})")
@@ -186,6 +195,13 @@ def load_pages(path: str | os.PathLike) -> dict[str, Any]:
                               f"\"required\": true|false}}")
         check = {"trials": check.get("trials", 6), "pass": check.get("pass", 5),
                  "required": bool(check.get("required", False))}
+    attention = data.get("attention_checks")
+    if attention is not None:
+        if (not isinstance(attention, dict) or set(attention) - {"pages", "max_score"}
+                or type(attention.get("pages", 1)) is not int or type(attention.get("max_score", 30)) is not int
+                or not 1 <= attention.get("pages", 1) <= 5 or not 0 <= attention.get("max_score", 30) <= 90):
+            raise ConfigError(f"{path}: 'attention_checks' must be {{\"pages\": 1-5, \"max_score\": 0-90}}")
+        attention = {"pages": attention.get("pages", 1), "max_score": attention.get("max_score", 30)}
     if not isinstance(data.get("consent", ""), str) or len(data.get("consent", "")) > 5000:
         raise ConfigError(f"{path}: 'consent' must be a text of at most 5000 characters")
     instructions = data.get("instructions", [])
@@ -206,7 +222,12 @@ def load_pages(path: str | os.PathLike) -> dict[str, Any]:
                                           and all(isinstance(o, str) for o in q["options"])):
             raise ConfigError(f"{where}: a choice needs a non-empty list of text 'options'")
     return {"consent": data.get("consent", ""), "instructions": instructions, "questionnaire": questions,
-            "calibration": data.get("calibration", ""), "headphone_check": check}
+            "calibration": data.get("calibration", ""), "headphone_check": check, "attention_checks": attention}
+
+
+def public_pages_config(pages: dict[str, Any]) -> dict[str, Any]:
+    """What the browser may see of the pages config: everything but the attention checks (the answer key)."""
+    return {k: v for k, v in pages.items() if k != "attention_checks"}
 
 
 class RateLimiter:
@@ -291,6 +312,19 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
     page_files = {name: (root / "page" / name).read_bytes() for name in STATIC_FILES}
     plans: dict[str, list[dict[str, Any]]] = {}  # participant id -> plan (plans never change once created)
     pages_config = config.pages or {"consent": "", "instructions": [], "questionnaire": []}
+    attention = pages_config.get("attention_checks")
+    item_number = {item["key"]: k for k, item in enumerate(description["items"])}
+
+    def degraded(key: str) -> tuple[bytes, int, int]:  # an item's degraded signal, from its reference (never on disk)
+        if (key, DEGRADED) not in pcm:
+            ref_pcm, rate, channels = pcm[(key, None)]
+            pcm[(key, DEGRADED)] = (degraded_pcm(ref_pcm, channels, seed=item_number[key]), rate, channels)
+        return pcm[(key, DEGRADED)]
+
+    if attention:  # made before serving, so that no delivery is slower than another (a timing leak)
+        for item in description["items"]:
+            degraded(item["key"])
+    browser_pages = public_pages_config(pages_config)
     questions = {q["id"]: q for q in pages_config["questionnaire"]}
     global_limit = RateLimiter(config.participants_per_minute)
     client_limit = RateLimiter(config.participants_per_minute_per_client)
@@ -312,7 +346,8 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
         started = time.perf_counter()
         response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
-            response.headers[key] = value
+            if key != "Content-Security-Policy" or key not in response.headers:  # the report sets its own
+                response.headers[key] = value
         if request.url.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         path = re.sub(r"/api/participants/[^/]+", "/api/participants/<id>", request.url.path)
@@ -357,6 +392,7 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
             "title": description["title"],
             "pages": public_pages(participant_id, found["plan"]),
             "done_pages": found["done_pages"],
+            "revisions": [found.get("revisions", {}).get(p["index"], 0) for p in found["plan"]],
             "completion_code": found["completion_code"],
             "questionnaire_done": store.has_questionnaire(participant_id),
         }
@@ -384,16 +420,21 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
                 key = (page["item"], None)
             else:
                 key = next(((page["item"], sid) for sid, aid in page["audio_ids"].items() if aid == audio_id), None)
+                if key is not None and key[1] == page.get("attention", {}).get("degraded"):
+                    key = (page["item"], DEGRADED)
             if key is not None:
                 store.record_fetch(participant_id, page["index"], audio_id, time.time())
-                return Response(wav_bytes(*pcm[key]), media_type=MEDIA_TYPES[".wav"])
+                # degraded(): also for plans made before a restart without attention_checks in the config
+                signal = degraded(key[0]) if key[1] == DEGRADED else pcm[key]
+                return Response(wav_bytes(*signal), media_type=MEDIA_TYPES[".wav"])
         raise HTTPException(404, "not found")
 
     # -- participants -----------------------------------------------------------------------------------------
     @app.get("/api/test")
     def test_info() -> dict[str, Any]:
-        return {"title": description["title"], "n_pages": len(items) + 1, "bundle_id": description["bundle_id"],
-                "sample_rate_hz": description.get("sample_rate_hz"), "pages": pages_config}
+        return {"title": description["title"], "n_pages": len(items) + 1 + (attention or {}).get("pages", 0),
+                "bundle_id": description["bundle_id"], "sample_rate_hz": description.get("sample_rate_hz"),
+                "pages": browser_pages}
 
     def check_origin(request: Request) -> None:
         origin = request.headers.get("origin")
@@ -419,10 +460,13 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
             raise HTTPException(503, "this test accepts no more participants")
         participant_id = secrets.token_urlsafe(18)
         seed = secrets.randbits(31)
-        plan = assign_audio_ids(make_plan(description, seed))
+        plan = make_plan(description, seed)
+        if attention:
+            plan = add_attention_pages(plan, description, attention["pages"], attention["max_score"], seed)
+        plan = assign_audio_ids(plan)
         store.create_participant(participant_id, seed, plan, request.headers.get("user-agent", ""))
         plans[participant_id] = plan
-        return session(participant_id, {"plan": plan, "done_pages": [], "completion_code": None})
+        return session(participant_id, {"plan": plan, "done_pages": [], "revisions": {}, "completion_code": None})
 
     @app.get("/api/participants/{participant_id}")
     def get_participant(participant_id: str) -> dict[str, Any]:
@@ -458,13 +502,21 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
             if heard < config.min_listening_s:
                 raise HTTPException(422, f"page {page_index}: {heard:.1f} s of audio played; at least "
                                     f"{config.min_listening_s:g} s is required")
+        outcome = None
+        if page.get("attention"):
+            degraded = page["attention"]["degraded"]
+            score = next(r.score for r in body.ratings if by_audio_id[r.stimulus_id] == degraded)
+            outcome = AttentionOutcome(score, page["attention"]["max_score"])
         order = page["stimuli"]
         ratings = []
         for r in body.ratings:
             sid = by_audio_id[r.stimulus_id]
             s = stimuli[(page["item"], sid)]
-            ratings.append(Rating(sid, s["condition"], s["role"], r.score, r.moved, order.index(sid),
-                                  r.played_s, r.slider_moves))
+            condition, role = s["condition"], s["role"]
+            if outcome is not None and sid == page["attention"]["degraded"]:
+                condition = role = "attention_degraded"  # in the page history only, never in the ratings
+            ratings.append(Rating(sid, condition, role, r.score, r.moved, order.index(sid), r.played_s,
+                                  r.slider_moves))
         behaviour = {"reference_played_s": body.reference_played_s, "loop_changes": body.loop_changes,
                      "stimuli": {by_audio_id[r.stimulus_id]: {"played_s": r.played_s, "n_plays": r.n_plays,
                                                                "slider_moves": r.slider_moves} for r in body.ratings}}
@@ -472,11 +524,17 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
             participant_id, page_index, items[page["item"]]["item_id"], page["training"], ratings,
             payload_digest(body.model_dump()), body.page_duration_s, server_page_time_s=server_time_s,
             audio_fetched=n_fetched, behaviour_json=json.dumps(behaviour, sort_keys=True),
+            replaces_revision=body.replaces_revision, attention=outcome,
         )
         if result.status == "conflict":
-            return JSONResponse({"status": "conflict", "detail": "this page was already submitted with other "
-                                 "grades; the first submission is kept"}, status_code=409)
-        return JSONResponse({"status": result.status})
+            return JSONResponse({"status": "conflict", "revision": result.revision, "detail": (
+                f"this page was already submitted with other grades (revision {result.revision}); the stored "
+                "grades are kept (to change them, go back to the page with Previous)")}, status_code=409)
+        if result.status == "final":
+            return JSONResponse({"status": "final", "revision": result.revision,
+                                 "detail": "the test is finished: its pages can no longer be changed"},
+                                status_code=409)
+        return JSONResponse({"status": result.status, "revision": result.revision})
 
     @app.post("/api/participants/{participant_id}/questionnaire")
     def questionnaire(participant_id: str, body: QuestionnaireIn) -> JSONResponse:
@@ -527,6 +585,21 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
         data = store.ratings_frame().to_csv(index=False)
         return Response(data, media_type="text/csv", headers={"Content-Disposition": "attachment; filename=ratings.csv"})
 
+    @app.get("/api/admin/history.csv")
+    def export_history(request: Request) -> Response:
+        require_admin(request)
+        data = store.history_frame().to_csv(index=False)
+        return Response(data, media_type="text/csv", headers={"Content-Disposition": "attachment; filename=history.csv"})
+
+    @app.get("/api/admin/report.html")
+    def report(request: Request, n_resamples: int = 2000) -> Response:
+        require_admin(request)
+        if not 100 <= n_resamples <= 100_000:
+            raise HTTPException(422, "n_resamples must be in [100, 100000]")
+        body, status = live_report(store, n_resamples)
+        return Response(body, status_code=status, media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": REPORT_CSP})
+
     @app.get("/api/admin/export.parquet")
     def export_parquet(request: Request) -> Response:
         require_admin(request)
@@ -536,6 +609,46 @@ def create_app(config: ServerConfig, db_path: str | os.PathLike):
                         headers={"Content-Disposition": "attachment; filename=ratings.parquet"})
 
     return app
+
+
+REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+              "frame-ancestors 'none'")
+
+
+_REPORT_LOCK = threading.Lock()  # one report at a time: matplotlib's pyplot is not thread-safe
+
+
+def live_report(store: RatingsStore, n_resamples: int) -> tuple[str, int]:
+    """The analysis of everything stored so far as the results page (HTML, every text escaped) and its status:
+    200, or 409 with a one-line page when there is nothing to analyse yet."""
+    with _REPORT_LOCK:
+        return _live_report(store, n_resamples)
+
+
+def _live_report(store: RatingsStore, n_resamples: int) -> tuple[str, int]:
+    import html
+    import tempfile
+    import warnings
+
+    from codecbench.listening_test.analysis import AnalysisError, FewAssessorsWarning, analyze_frame, screening_report
+
+    frame = store.ratings_frame()
+    if frame.empty:
+        return _message_page("No ratings stored yet."), 409
+    anchor = "lowpass_7k" if "lowpass_7k" in set(frame["condition"]) else None
+    with tempfile.TemporaryDirectory(prefix="mushra-report-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewAssessorsWarning)  # the page shows every CI warning itself
+        try:
+            analyze_frame(frame, tmp, anchor=anchor, n_resamples=n_resamples)
+        except AnalysisError as exc:
+            if "post-screening excluded all" in str(exc):  # still worth seeing: who was excluded, and why
+                return screening_report(frame, anchor=anchor), 200
+            return _message_page(f"Cannot analyse the ratings yet: {html.escape(str(exc))}"), 409
+        return (Path(tmp) / "report.html").read_text(), 200
+
+
+def _message_page(text: str) -> str:
+    return f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>MUSHRA results</title></head><body><p>{text}</p></body></html>"
 
 
 class BodyLimitMiddleware:

@@ -20,10 +20,17 @@ Tables:
 - ``ratings``: one row per (participant, page, condition) of a non-training page, with the seconds the page says
   that stimulus was played (``played_s``) and how often its slider moved (``slider_moves``);
 - ``audio_fetches``: one row per (participant, page, audio id) the server delivered, with the count and the first
-  time: the server's own evidence that a page's audio was fetched before it was graded.
+  time: the server's own evidence that a page's audio was fetched before it was graded;
+- ``page_revisions``: EVERY accepted submission of a page (revision 1 is the first, 2 the first change made after
+  going back to it with Previous, ...), with its digest, behaviour record and grades as submitted
+  (``ratings_json``); written in the same transaction as the page, never updated or deleted. ``pages`` and
+  ``ratings`` hold the latest revision (what the analysis uses); ``pages.revision`` says which;
+- ``attention``: the outcome of each attention-check page (latest revision): the score given to its degraded
+  stimulus, the maximum allowed, passed or not. The grades of an attention page are not in ``ratings``.
 
 File mode: a new database is created with mode 0600 (owner read/write only); SQLite gives its ``-wal`` and
-``-shm`` files the same mode. Schema version 1 databases are upgraded in place (columns added, nothing dropped).
+``-shm`` files the same mode. Schema version 1 and 2 databases are upgraded in place (columns and tables added,
+each stored page copied into ``page_revisions`` as its revision 1; nothing dropped).
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ from typing import Any
 
 from codecbench.bench.core.errors import CodecbenchError
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 EXPORT_COLUMNS = (
     "participant_id",
     "page_index",
+    "revision",
     "item_id",
     "condition",
     "condition_id",
@@ -66,6 +74,8 @@ EXPORT_COLUMNS = (
     "completion_code",
     "questionnaire_json",
     "headphone_check_json",
+    "attention_checks",
+    "attention_failed",
 )
 
 _SCHEMA = (
@@ -90,6 +100,30 @@ _SCHEMA = (
         server_page_time_s REAL,
         audio_fetched INTEGER,
         behaviour_json TEXT,
+        revision INTEGER NOT NULL DEFAULT 1,
+        is_attention INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (participant_id, page_index)
+    )""",
+    """CREATE TABLE IF NOT EXISTS page_revisions (
+        participant_id TEXT NOT NULL,
+        page_index INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        submitted_utc TEXT NOT NULL,
+        payload_sha256 TEXT NOT NULL,
+        page_duration_s REAL,
+        server_page_time_s REAL,
+        audio_fetched INTEGER,
+        behaviour_json TEXT,
+        ratings_json TEXT NOT NULL,
+        PRIMARY KEY (participant_id, page_index, revision)
+    )""",
+    """CREATE TABLE IF NOT EXISTS attention (
+        participant_id TEXT NOT NULL,
+        page_index INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        score INTEGER NOT NULL,
+        max_score INTEGER NOT NULL,
+        passed INTEGER NOT NULL,
         PRIMARY KEY (participant_id, page_index)
     )""",
     """CREATE TABLE IF NOT EXISTS ratings (
@@ -136,6 +170,12 @@ _UPGRADE_1_TO_2 = (
     "ALTER TABLE ratings ADD COLUMN played_s REAL",
     "ALTER TABLE ratings ADD COLUMN slider_moves INTEGER",
 )
+_UPGRADE_2_TO_3 = (
+    "ALTER TABLE pages ADD COLUMN revision INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE pages ADD COLUMN is_attention INTEGER NOT NULL DEFAULT 0",
+)
+HISTORY_COLUMNS = ("participant_id", "page_index", "revision", "submitted_utc", "payload_sha256", "page_duration_s",
+                   "server_page_time_s", "audio_fetched", "behaviour_json", "ratings_json")
 
 
 class StoreError(CodecbenchError):
@@ -158,10 +198,24 @@ class Rating:
 
 @dataclass(frozen=True)
 class SubmitResult:
-    """``stored``: this call wrote the page; ``duplicate``: the same page was already stored (same payload);
-    ``conflict``: already stored with a different payload (the first submission is kept)."""
+    """``stored``: this call wrote the page (as ``revision``); ``duplicate``: the same payload is the page's latest
+    revision already; ``conflict``: already stored with a different payload and the call did not name the latest
+    revision as the one it replaces (nothing changed); ``final``: the participant has finished, pages are final."""
 
     status: str
+    revision: int = 0
+
+
+@dataclass(frozen=True)
+class AttentionOutcome:
+    """What an attention-check page's grades say: the score of its degraded stimulus against the maximum allowed."""
+
+    score: int
+    max_score: int
+
+    @property
+    def passed(self) -> bool:
+        return self.score <= self.max_score
 
 
 def utc_now() -> str:
@@ -188,10 +242,13 @@ class RatingsStore:
             conn.execute("PRAGMA journal_mode=WAL")
             has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is not None
             old = (conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None)
-            if old is not None and old[0] == "1":
+            if old is not None and old[0] in ("1", "2"):
                 conn.execute("BEGIN IMMEDIATE")
-                for statement in _UPGRADE_1_TO_2:
+                for statement in (_UPGRADE_1_TO_2 if old[0] == "1" else ()) + _UPGRADE_2_TO_3:
                     conn.execute(statement)
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                _backfill_revisions(conn)
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
                 conn.execute("COMMIT")
             for statement in _SCHEMA:
@@ -223,7 +280,8 @@ class RatingsStore:
             conn.execute("COMMIT")
 
     def participant(self, participant_id: str) -> dict[str, Any] | None:
-        """The participant's seed, plan, submitted page indices and completion code; None if unknown."""
+        """The participant's seed, plan, submitted page indices, each page's latest revision (``revisions``,
+        page index -> revision) and completion code; None if unknown."""
         with self._connect() as conn:
             row = conn.execute(
                 "SELECT seed, plan_json, completion_code FROM participants WHERE participant_id = ?",
@@ -231,13 +289,11 @@ class RatingsStore:
             ).fetchone()
             if row is None:
                 return None
-            done = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT page_index FROM pages WHERE participant_id = ? ORDER BY page_index", (participant_id,)
-                )
-            ]
-        return {"seed": row[0], "plan": json.loads(row[1]), "done_pages": done, "completion_code": row[2]}
+            revisions = dict(conn.execute(
+                "SELECT page_index, revision FROM pages WHERE participant_id = ? ORDER BY page_index", (participant_id,)
+            ).fetchall())
+        return {"seed": row[0], "plan": json.loads(row[1]), "done_pages": sorted(revisions), "revisions": revisions,
+                "completion_code": row[2]}
 
     def finish(self, participant_id: str, code: str) -> str:
         """Record ``code`` as the participant's completion code unless one exists; return the stored code."""
@@ -268,45 +324,107 @@ class RatingsStore:
         server_page_time_s: float | None = None,
         audio_fetched: int | None = None,
         behaviour_json: str | None = None,
+        replaces_revision: int | None = None,
+        attention: AttentionOutcome | None = None,
     ) -> SubmitResult:
-        """Store one page and its ratings in ONE transaction; a second submit of the same page stores nothing.
+        """Store one page and its ratings in ONE transaction, with a copy in ``page_revisions``.
 
-        Training pages are recorded in ``pages`` only (their grades are discarded by design).
+        A second submit of the same payload stores nothing (``duplicate``). A different payload for a stored page
+        is a new revision only when ``replaces_revision`` names the page's latest revision (the page went back to
+        it with Previous); otherwise it is a ``conflict`` (a second tab, a stale retry) and nothing changes. A
+        revision replaces the page's row in ``pages`` and ``ratings`` (the analysis reads the latest), adds the
+        listening (``played_s``) and slider moves of the new visit to those of the earlier ones, and keeps every
+        earlier revision in ``page_revisions``. Training pages and attention pages are recorded in ``pages`` (and
+        ``page_revisions``) but their grades are not in ``ratings``; an attention page's outcome is in ``attention``.
         """
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 existing = conn.execute(
-                    "SELECT payload_sha256 FROM pages WHERE participant_id = ? AND page_index = ?",
+                    "SELECT payload_sha256, revision FROM pages WHERE participant_id = ? AND page_index = ?",
                     (participant_id, page_index),
                 ).fetchone()
+                earlier: dict[str, tuple] = {}
                 if existing is not None:
+                    if existing[0] == digest:
+                        conn.execute("ROLLBACK")
+                        return SubmitResult("duplicate", existing[1])
+                    if replaces_revision != existing[1]:
+                        conn.execute("ROLLBACK")
+                        return SubmitResult("conflict", existing[1])
+                    finished = conn.execute("SELECT completion_code FROM participants WHERE participant_id = ?",
+                                            (participant_id,)).fetchone()
+                    if finished is not None and finished[0] is not None:
+                        conn.execute("ROLLBACK")
+                        return SubmitResult("final", existing[1])
+                    revision = existing[1] + 1
+                    earlier = {r[0]: (r[1], r[2]) for r in conn.execute(
+                        "SELECT condition_id, played_s, slider_moves FROM ratings WHERE participant_id = ? "
+                        "AND page_index = ?", (participant_id, page_index))}
+                    conn.execute("DELETE FROM ratings WHERE participant_id = ? AND page_index = ?",
+                                 (participant_id, page_index))
+                    conn.execute("DELETE FROM pages WHERE participant_id = ? AND page_index = ?",
+                                 (participant_id, page_index))
+                elif replaces_revision:
                     conn.execute("ROLLBACK")
-                    return SubmitResult("duplicate" if existing[0] == digest else "conflict")
+                    return SubmitResult("conflict", 0)
+                else:
+                    revision = 1
                 now = utc_now()
                 conn.execute(
                     "INSERT INTO pages (participant_id, page_index, item_id, is_training, submitted_utc, "
-                    "payload_sha256, page_duration_s, server_page_time_s, audio_fetched, behaviour_json) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "payload_sha256, page_duration_s, server_page_time_s, audio_fetched, behaviour_json, revision, "
+                    "is_attention) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (participant_id, page_index, item_id, int(is_training), now, digest, page_duration_s,
-                     server_page_time_s, audio_fetched, behaviour_json),
+                     server_page_time_s, audio_fetched, behaviour_json, revision, int(attention is not None)),
                 )
-                if not is_training:
+                if not is_training and attention is None:
                     conn.executemany(
                         "INSERT INTO ratings (participant_id, page_index, item_id, condition_id, condition, role, "
                         "score, moved, position, played_s, slider_moves) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [
                             (participant_id, page_index, item_id, r.condition_id, r.condition, r.role, int(r.score),
-                             int(r.moved), int(r.position), r.played_s, r.slider_moves)
+                             int(r.moved), int(r.position), _add(earlier.get(r.condition_id, (None, None))[0],
+                                                                  r.played_s),
+                             _add(earlier.get(r.condition_id, (None, None))[1], r.slider_moves))
                             for r in ratings
                         ],
                     )
+                if attention is not None:
+                    conn.execute(
+                        "INSERT INTO attention (participant_id, page_index, revision, score, max_score, passed) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (participant_id, page_index) DO UPDATE SET "
+                        "revision = excluded.revision, score = excluded.score, max_score = excluded.max_score, "
+                        "passed = excluded.passed",
+                        (participant_id, page_index, revision, int(attention.score), int(attention.max_score),
+                         int(attention.passed)),
+                    )
+                conn.execute(
+                    "INSERT INTO page_revisions (participant_id, page_index, revision, submitted_utc, payload_sha256, "
+                    "page_duration_s, server_page_time_s, audio_fetched, behaviour_json, ratings_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (participant_id, page_index, revision, now, digest, page_duration_s, server_page_time_s,
+                     audio_fetched, behaviour_json, _ratings_json(ratings)),
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        return SubmitResult("stored")
+        return SubmitResult("stored", revision)
+
+    def page_history(self, participant_id: str | None = None) -> list[tuple]:
+        """Every accepted submission (rows of :data:`HISTORY_COLUMNS`), by participant, page and revision."""
+        where, args = ("WHERE participant_id = ?", (participant_id,)) if participant_id else ("", ())
+        with self._connect() as conn:
+            return conn.execute(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM page_revisions {where} "
+                                "ORDER BY participant_id, page_index, revision", args).fetchall()
+
+    def history_frame(self):
+        """:meth:`page_history` of every participant as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.page_history(), columns=list(HISTORY_COLUMNS))
 
     # -- questionnaire ------------------------------------------------------------------------------------------
     def save_questionnaire(self, participant_id: str, answers_json: str) -> bool:
@@ -358,10 +476,14 @@ class RatingsStore:
         """Rows of :data:`EXPORT_COLUMNS` (non-training pages), ordered by participant, page, position."""
         with self._connect() as conn:
             yield from conn.execute(
-                "SELECT r.participant_id, r.page_index, r.item_id, r.condition, r.condition_id, r.role, r.score, "
+                "SELECT r.participant_id, r.page_index, p.revision, r.item_id, r.condition, r.condition_id, r.role, "
+                "r.score, "
                 "r.moved, r.position, p.submitted_utc, p.page_duration_s, r.played_s, r.slider_moves, "
                 "p.server_page_time_s, p.audio_fetched, q.user_agent, q.created_utc, q.finished_utc, "
-                "q.completion_code, a.answers_json, h.result_json FROM ratings r JOIN pages p "
+                "q.completion_code, a.answers_json, h.result_json, "
+                "(SELECT COUNT(*) FROM attention t WHERE t.participant_id = r.participant_id), "
+                "(SELECT COUNT(*) FROM attention t WHERE t.participant_id = r.participant_id AND t.passed = 0) "
+                "FROM ratings r JOIN pages p "
                 "ON p.participant_id = r.participant_id AND p.page_index = r.page_index "
                 "JOIN participants q ON q.participant_id = r.participant_id "
                 "LEFT JOIN questionnaire a ON a.participant_id = r.participant_id "
@@ -384,6 +506,33 @@ class RatingsStore:
                 table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # table names are constants
                 for table in ("participants", "pages", "ratings")
             }
+
+
+def _add(earlier: float | None, now: float | None) -> float | None:
+    """Listening or slider moves of a revisited page: the earlier visits' plus this visit's (None: not recorded)."""
+    if earlier is None:
+        return now
+    return earlier if now is None else earlier + now
+
+
+def _ratings_json(ratings: Sequence[Rating]) -> str:
+    return json.dumps([{"condition_id": r.condition_id, "condition": r.condition, "role": r.role, "score": int(r.score),
+                        "moved": bool(r.moved), "position": int(r.position), "played_s": r.played_s,
+                        "slider_moves": r.slider_moves} for r in ratings], sort_keys=True)
+
+
+def _backfill_revisions(conn: sqlite3.Connection) -> None:
+    """Upgrade to schema 3: every stored page becomes revision 1 in ``page_revisions`` (grades from ``ratings``)."""
+    pages = conn.execute("SELECT participant_id, page_index, submitted_utc, payload_sha256, page_duration_s, "
+                         "server_page_time_s, audio_fetched, behaviour_json FROM pages").fetchall()
+    for pid, index, *rest in pages:
+        rows = conn.execute("SELECT condition_id, condition, role, score, moved, position, played_s, slider_moves "
+                            "FROM ratings WHERE participant_id = ? AND page_index = ? ORDER BY position",
+                            (pid, index)).fetchall()
+        grades = [Rating(*r[:5], r[5], r[6], r[7]) for r in rows]
+        conn.execute("INSERT OR IGNORE INTO page_revisions (participant_id, page_index, revision, submitted_utc, "
+                     "payload_sha256, page_duration_s, server_page_time_s, audio_fetched, behaviour_json, "
+                     "ratings_json) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)", (pid, index, *rest, _ratings_json(grades)))
 
 
 def _open(path: Path, busy_timeout_s: float) -> sqlite3.Connection:

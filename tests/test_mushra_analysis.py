@@ -272,4 +272,4 @@ def test_html_report_escapes_and_embeds(tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert page.count("data:image/png;base64,") == 2
-    assert "8 assessors before post-screening, 6 after" in page and "<td>codec_x</td>" in page
+    assert "8 assessors before post-screening, 6 after" in page and "<td class='t'>codec_x</td>" in page

@@ -149,3 +149,45 @@ def test_ids_of_another_participant_are_refused(tmp_path):
         listen(client, a["pages"][1])
         response = client.post(f"/api/participants/{a['participant_id']}/pages/1", json=full_page(b["pages"][1]))
         assert response.status_code == 422 and "unknown stimulus id" in response.json()["detail"]
+
+
+def test_attention_checks_give_the_browser_no_answer_key(tmp_path):
+    """With attention-check pages: nothing the browser receives names them, their threshold or the degraded
+    stimulus, and display order, id order, size and timing do not find the degraded stimulus (chance 1 in 5)."""
+    import json
+
+    from codecbench.listening_test.server import load_pages
+    from fastapi.testclient import TestClient
+
+    pages_file = tmp_path / "pages.json"
+    pages_file.write_text(json.dumps({"attention_checks": {"pages": 1, "max_score": 25}}))
+    bundle = build_bundle(write_run(tmp_path, n_items=2, duration_s=1.0), tmp_path / "bundle")
+    app = create_app(ServerConfig(bundle_dir=bundle, participants_per_minute_per_client=1000,
+                                  pages=load_pages(pages_file)), tmp_path / "r.sqlite")
+    trials = []
+    with TestClient(app) as client:
+        assert "attention" not in client.get("/api/test").text and "25" not in client.get("/api/test").text
+        for _ in range(N_PARTICIPANTS):
+            session = client.post("/api/participants", json={"consent": True}).json()
+            text = json.dumps(session) + client.get(f"/api/participants/{session['participant_id']}").text
+            assert "attention" not in text and "degraded" not in text and "max_score" not in text
+            plan = app.state.store.participant(session["participant_id"])["plan"]
+            check = next(p for p in plan if p.get("attention"))
+            page = session["pages"][check["index"]]
+            stimuli = []
+            for s in page["stimuli"]:
+                t0 = time.perf_counter()
+                response = client.get("/" + s["url"])
+                stimuli.append({"id": s["id"], "size": len(response.content), "time_s": time.perf_counter() - t0})
+            trials.append({"stimuli": stimuli, "degraded": check["audio_ids"][check["attention"]["degraded"]]})
+    strategies = {
+        "first displayed": lambda t: t["stimuli"][0]["id"],
+        "last displayed": lambda t: t["stimuli"][-1]["id"],
+        "smallest id": lambda t: min(s["id"] for s in t["stimuli"]),
+        "largest id": lambda t: max(s["id"] for s in t["stimuli"]),
+        "largest response": lambda t: max(t["stimuli"], key=lambda s: (s["size"], s["id"]))["id"],
+        "slowest": lambda t: max(t["stimuli"], key=lambda s: s["time_s"])["id"],
+    }
+    for name, guess in strategies.items():
+        assert np.mean([guess(t) == t["degraded"] for t in trials]) <= 0.5, name
+    assert all(len({s["size"] for s in t["stimuli"]}) == 1 for t in trials)

@@ -1,5 +1,7 @@
 """The MUSHRA page in a real headless Chromium (Debian's), driven by Playwright against a real uvicorn server:
-load, play after a click, rate with the keyboard, submit, reload mid-test and resume, finish."""
+consent, calibration, headphone check, play after a click, waveform looping, rate with the keyboard, submit, reload
+mid-test and resume, Previous (change an earlier page: a new revision, the first kept), questionnaire, finish, the
+researcher's results page; desktop and phone screenshots."""
 
 from __future__ import annotations
 
@@ -169,6 +171,27 @@ def test_whole_test_in_chromium(server, tmp_path):
             _shot(page, tmp_path, "mushra-trial")
             page.click("#next")
             page.wait_for_function("() => window.mushra.page && window.mushra.page.index === 2")
+            # Previous: back to page 1 with its stored grades shown again; one changed and sent as revision 2
+            assert not page.is_disabled("#previous")
+            page.click("#previous")
+            page.wait_for_function("() => window.mushra.page && window.mushra.page.index === 1")
+            page.wait_for_selector("#screen-trial:not([hidden])")
+            assert page.inner_text("#progress-text") == "Page 2 of 3"
+            shown = page.evaluate("Object.fromEntries(Object.entries(window.mushra.ratings).map(([k, v]) => [k, v.score]))")
+            assert shown == grades[1]
+            sliders = page.eval_on_selector_all(".condition", "els => Object.fromEntries(els.map(e => "
+                                                "[e.dataset.stimulus, Number(e.querySelector('input').value)]))")
+            assert sliders == grades[1]
+            first_grades = dict(grades[1])
+            second = page.evaluate("window.mushra.page.stimuli[1].id")
+            page.keyboard.press("2")
+            page.keyboard.press("Shift+ArrowUp")
+            grades[1][second] += 10
+            page.wait_for_timeout(200)
+            _shot(page, tmp_path, "mushra-previous")
+            page.click("#next")
+            page.wait_for_function("() => window.mushra.page && window.mushra.page.index === 2")
+            assert page.evaluate("window.mushra.session.revisions") == [1, 2, 0]
             # clicking the middle of an UNRATED slider registers 50 (its hidden value was 50 already)
             sid0 = page.evaluate("window.mushra.page.stimuli[0].id")
             assert page.evaluate(f"window.mushra.ratings['{sid0}']") is None
@@ -179,6 +202,11 @@ def test_whole_test_in_chromium(server, tmp_path):
             grades[2] = _rate_page(page)
             page.click("#next")
             page.wait_for_selector("#screen-questions:not([hidden])")  # the end questionnaire
+            page.click("#questions-back")  # Previous from the questionnaire: the last page, unchanged, and back
+            page.wait_for_selector("#screen-trial:not([hidden])")
+            assert page.evaluate("window.mushra.page.index") == 2 and not page.is_disabled("#next")
+            page.click("#next")  # nothing changed: nothing is sent, straight back to the questionnaire
+            page.wait_for_selector("#screen-questions:not([hidden])")
             assert page.inner_text("#questions label") == "Which <i>headphones</i>?"
             assert page.query_selector("#questions i") is None
             page.select_option("#q-headphones", "closed")
@@ -193,6 +221,15 @@ def test_whole_test_in_chromium(server, tmp_path):
             page.wait_for_selector("#screen-done:not([hidden])")
             assert page.inner_text("#completion-code") == code
             assert errors == []
+            # the researcher's results page, behind the admin token, with the questionnaire answer escaped
+            admin = browser.new_page(viewport={"width": 1100, "height": 900})
+            assert admin.goto(srv.url + "/api/admin/report.html").status == 401
+            admin.set_extra_http_headers({"Authorization": "Bearer " + "t" * 32})
+            response = admin.goto(srv.url + "/api/admin/report.html")
+            assert response.status == 200 and admin.inner_text("h1") == "MUSHRA results"
+            assert "<script>alert(1)</script> fine" in admin.inner_text("body") and admin.query_selector("body script") is None
+            admin.set_viewport_size({"width": 1100, "height": admin.evaluate("document.body.scrollHeight") + 40})
+            _shot(admin, tmp_path, "mushra-report")
             # phone: 390 px wide, every slider of a trial on screen at once
             phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
                                      has_touch=True)
@@ -227,9 +264,16 @@ def test_whole_test_in_chromium(server, tmp_path):
                                         (first_pid,)).fetchone()[0])
         assert check == {"name": "huggins_pitch", "correct": 2, "trials": 2, "passed": True}
         assert answers == {"headphones": "closed", "comments": "<script>alert(1)</script> fine"}
+        history = conn.execute("SELECT page_index, revision, ratings_json FROM page_revisions WHERE participant_id = ? "
+                               "ORDER BY page_index, revision", (first_pid,)).fetchall()
     conn.close()
     # the page's behaviour record: every stimulus was heard (it was selected while playing) and graded by keys
     assert all(p > 0 and m >= 1 for p, m in played), played
     assert all(n == 7 for (n,) in fetched)  # the server delivered the reference and all 6 stimuli per page
     assert {(p, sid): s for p, sid, s, _ in rows} == {(p, sid): s for p, g in grades.items() for sid, s in g.items()}
     assert all(moved == 1 for *_, moved in rows)
+    # every submission is kept: page 1 twice (the first grades intact), the analysis reads the latest (ratings above)
+    assert [(p, r) for p, r, _ in history] == [(0, 1), (1, 1), (1, 2), (2, 1)]
+    revisions = {r: {to_audio_id[(1, g["condition_id"])]: g["score"] for g in json.loads(blob)}
+                 for p, r, blob in history if p == 1}
+    assert revisions == {1: first_grades, 2: grades[1]} and first_grades != grades[1]

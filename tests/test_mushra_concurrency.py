@@ -92,9 +92,12 @@ def test_concurrent_participants_every_rating_stored_exactly_once(bundle, tmp_pa
 
 
 def test_kill_9_mid_test_loses_no_acknowledged_page(bundle, tmp_path):
+    """Also with Previous: every participant changes page 1 right after submitting it (revision 2); after the
+    kill, every acknowledged revision is in the history with its grades, the first included."""
     db = tmp_path / "ratings.sqlite"
     server = ServerProcess(bundle, db, token=TOKEN)
     acknowledged: list[tuple[str, int, dict]] = []
+    revised: list[tuple[str, int, int, dict]] = []  # (participant, page, revision, body) acknowledged
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -112,6 +115,15 @@ def test_kill_9_mid_test_loses_no_acknowledged_page(bundle, tmp_path):
                     if r.status_code == 200:
                         with lock:
                             acknowledged.append((session["participant_id"], page["index"], body))
+                            revised.append((session["participant_id"], page["index"], 1, body))
+                    if r.status_code == 200 and page["index"] == 1:  # Previous: change page 1 at once
+                        again = dict(full_page(page, _scores(number + 500, 1)), replaces_revision=1)
+                        r2 = client.post(f"{server.url}/api/participants/{session['participant_id']}/pages/1",
+                                         json=again)
+                        if r2.status_code == 200:
+                            assert r2.json()["revision"] == 2
+                            with lock:
+                                revised.append((session["participant_id"], 1, 2, again))
                     time.sleep(0.01)
             except httpx.HTTPError:
                 return  # the server died under us: this page was never acknowledged
@@ -119,7 +131,8 @@ def test_kill_9_mid_test_loses_no_acknowledged_page(bundle, tmp_path):
     with ThreadPoolExecutor(20) as pool:
         futures = [pool.submit(participant, n) for n in range(40)]
         deadline = time.monotonic() + 30
-        while len(acknowledged) < 25 and time.monotonic() < deadline:
+        while ((len(acknowledged) < 25 or sum(1 for *_, rev, _ in revised if rev == 2) < 3)
+               and time.monotonic() < deadline):
             time.sleep(0.005)
         server.kill()  # SIGKILL while other submits are in flight
         with lock:
@@ -141,10 +154,25 @@ def test_kill_9_mid_test_loses_no_acknowledged_page(bundle, tmp_path):
         stored = {(p, page, to_audio_id[(p, page, sid)]): s for p, page, sid, s in
                   conn.execute("SELECT participant_id, page_index, condition_id, score FROM ratings")}
         pages = set(conn.execute("SELECT participant_id, page_index FROM pages").fetchall())
+        history = {(p, page, rev): {g["condition_id"]: g["score"] for g in json.loads(blob)} for p, page, rev, blob in
+                   conn.execute("SELECT participant_id, page_index, revision, ratings_json FROM page_revisions")}
+        latest = dict(((p, page), rev) for p, page, rev in
+                      conn.execute("SELECT participant_id, page_index, revision FROM pages"))
     conn.close()
+    assert sum(1 for *_, rev, _ in revised if rev == 2) >= 3
+    for pid, page_index, revision, body in revised:  # every acknowledged revision kept, with its grades
+        assert history[(pid, page_index, revision)] == {
+            sid: rating["score"] for rating in body["ratings"] for (p, pg, sid), aid in to_audio_id.items()
+            if (p, pg) == (pid, page_index) and aid == rating["stimulus_id"]}
+    for (pid, page_index), revision in latest.items():  # the ratings table holds the page's latest revision
+        if page_index != 0:
+            mine = {key[2]: score for key, score in stored.items() if key[:2] == (pid, page_index)}
+            inverse = {aid: sid for (p, pg, sid), aid in to_audio_id.items() if (p, pg) == (pid, page_index)}
+            assert {inverse[aid]: score for aid, score in mine.items()} == history[(pid, page_index, revision)]
+    changed = {(pid, page) for pid, page, rev, _ in revised if rev == 2}
     for pid, page_index, body in acknowledged:
         assert (pid, page_index) in pages
-        if page_index != 0:  # the training page's grades are discarded by design
+        if page_index != 0 and (pid, page_index) not in changed and latest[(pid, page_index)] == 1:
             for rating in body["ratings"]:
                 assert stored[(pid, page_index, rating["stimulus_id"])] == rating["score"]
     # no half-written page: every stored non-training page has all its 6 grades

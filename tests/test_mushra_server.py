@@ -43,7 +43,7 @@ def test_full_flow_resume_and_completion_code(client):
     for page in pages[:2]:
         listen(client, page)
         r = client.post(f"/api/participants/{pid}/pages/{page['index']}", json=full_page(page))
-        assert r.json() == {"status": "stored"}
+        assert r.json() == {"status": "stored", "revision": 1}
     resumed = client.get(f"/api/participants/{pid}").json()
     assert resumed["done_pages"] == [0, 1] and resumed["pages"] == pages  # same seeded plan after a reload
     listen(client, pages[2])
@@ -63,11 +63,11 @@ def test_retry_is_idempotent_and_conflict_keeps_first(client):
     pid, page = session["participant_id"], session["pages"][1]
     first = full_page(page)
     listen(client, page)
-    assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "stored"}
-    assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "duplicate"}
+    assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "stored", "revision": 1}
+    assert client.post(f"/api/participants/{pid}/pages/1", json=first).json() == {"status": "duplicate", "revision": 1}
     other = full_page(page, lambda i, sid: 100)
     response = client.post(f"/api/participants/{pid}/pages/1", json=other)
-    assert response.status_code == 409 and "first submission is kept" in response.json()["detail"]
+    assert response.status_code == 409 and "stored grades are kept" in response.json()["detail"]
     frame = client.store.ratings_frame()
     assert len(frame) == 6 and sorted(frame["score"]) == [40] * 5 + [100]
 
@@ -197,3 +197,92 @@ def test_store_refuses_unknown_schema(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="schema version '99' is not supported"):
         RatingsStore(tmp_path / "r.sqlite")
+
+
+def _played(body: dict, seconds: float) -> dict:
+    for r in body["ratings"]:
+        r["played_s"], r["slider_moves"] = seconds, 1
+    return body
+
+
+def test_previous_page_changes_grades_as_a_new_revision_and_keeps_the_first(client):
+    """Previous: an earlier page resubmitted with ``replaces_revision`` = its latest revision is stored as the next
+    revision; the analysis reads the latest, every revision stays in the history; stale or unnamed resubmits,
+    pages never stored and finished participants are refused; nobody reaches another participant's pages."""
+    import json
+
+    from codecbench.listening_test.analysis import summarise
+
+    a, b = _start(client), _start(client)
+    pid, pages = a["participant_id"], a["pages"]
+    for page in pages:
+        listen(client, page)
+    listen(client, b["pages"][1])
+    url = f"/api/participants/{pid}/pages/1"
+    first = _played(full_page(pages[1]), 2.0)
+    assert client.post(url, json=first).json() == {"status": "stored", "revision": 1}
+    b_body = _played(full_page(b["pages"][1], lambda i, sid: 100 if i == 0 else 70), 3.0)
+    client.post(f"/api/participants/{b['participant_id']}/pages/1", json=b_body).raise_for_status()
+    # going back: other grades, naming revision 1 as the one replaced
+    changed = _played(full_page(pages[1], lambda i, sid: 100 if i == 0 else 20), 1.5)
+    changed["replaces_revision"] = 1
+    assert client.post(url, json=changed).json() == {"status": "stored", "revision": 2}
+    assert client.post(url, json=changed).json() == {"status": "duplicate", "revision": 2}  # a retry
+    stale = _played(full_page(pages[1], lambda i, sid: 100), 1.0)
+    stale["replaces_revision"] = 1  # another tab that still thinks revision 1 is the latest
+    response = client.post(url, json=stale)
+    assert response.status_code == 409 and response.json()["revision"] == 2
+    del stale["replaces_revision"]
+    assert client.post(url, json=stale).status_code == 409  # no revision named: never a silent replacement
+    never = full_page(pages[2])
+    never["replaces_revision"] = 1
+    assert client.post(f"/api/participants/{pid}/pages/2", json=never).status_code == 409
+    # another participant's stimulus ids are refused on one's own pages (and one's own path is the only way in)
+    foreign = full_page(b["pages"][1])
+    foreign["replaces_revision"] = 2
+    assert client.post(url, json=foreign).status_code == 422
+    assert client.get(f"/api/participants/{pid}").json()["revisions"] == [0, 2, 0]
+    frame = client.store.ratings_frame()
+    mine, theirs = frame[frame.participant_id == pid], frame[frame.participant_id == b["participant_id"]]
+    assert sorted(mine["score"]) == [20] * 5 + [100] and set(mine["revision"]) == {2}
+    assert sorted(theirs["score"]) == [70] * 5 + [100] and set(theirs["revision"]) == {1}
+    assert list(mine["played_s"]) == [3.5] * 6 and list(mine["slider_moves"]) == [2] * 6  # both visits' listening
+    assert summarise(mine, ["participant_id"], n_resamples=100)["mean"].iloc[0] == pytest.approx((100 + 5 * 20) / 6)
+    history = client.store.history_frame()
+    page1 = history[(history.participant_id == pid) & (history.page_index == 1)]
+    assert list(page1["revision"]) == [1, 2]
+    assert sorted(g["score"] for g in json.loads(page1["ratings_json"].iloc[0])) == [40] * 5 + [100]  # first intact
+    assert sorted(g["score"] for g in json.loads(page1["ratings_json"].iloc[1])) == [20] * 5 + [100]
+    assert client.get("/api/admin/history.csv").status_code == 401
+    csv = client.get("/api/admin/history.csv", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert csv.count(f"{pid},1,") == 2
+    # once finished, pages are final
+    for page in (pages[0], pages[2]):
+        client.post(f"/api/participants/{pid}/pages/{page['index']}", json=full_page(page)).raise_for_status()
+    client.post(f"/api/participants/{pid}/finish").raise_for_status()
+    late = _played(full_page(pages[1], lambda i, sid: 100 if i == 0 else 90), 1.0)
+    late["replaces_revision"] = 2
+    response = client.post(url, json=late)
+    assert response.status_code == 409 and response.json()["status"] == "final"
+    assert sorted(client.store.ratings_frame().query("participant_id == @pid and page_index == 1")["score"]) == [
+        20] * 5 + [100]
+
+
+def test_admin_report_behind_the_token(client):
+    assert client.get("/api/admin/report.html").status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    empty = client.get("/api/admin/report.html", headers=auth)
+    assert empty.status_code == 409 and "No ratings stored yet" in empty.text
+    for _ in range(3):
+        session = _start(client)
+        for page in session["pages"]:
+            listen(client, page)
+            body = _played(full_page(page), 5.0)
+            client.post(f"/api/participants/{session['participant_id']}/pages/{page['index']}",
+                        json=body).raise_for_status()
+    response = client.get("/api/admin/report.html?n_resamples=200", headers=auth)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "<h1>MUSHRA results</h1>" in response.text and "3 assessors before post-screening" in response.text
+    assert "script-src" not in response.headers["content-security-policy"]  # no script at all on this page
+    assert "img-src data:" in response.headers["content-security-policy"]
+    assert client.get("/api/admin/report.html?n_resamples=5", headers=auth).status_code == 422

@@ -263,6 +263,7 @@ def test_headphone_check_config_and_result(bundle, tmp_path):
 def test_schema_1_database_is_upgraded_in_place(tmp_path):
     """A database written by schema version 1 (the columns before behaviour records) keeps its grades and gains
     the new columns."""
+    import json
     import sqlite3
 
     from codecbench.listening_test.store import SCHEMA_VERSION, RatingsStore
@@ -290,4 +291,7 @@ def test_schema_1_database_is_upgraded_in_place(tmp_path):
     assert frame["played_s"].isna().all()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
+        history = conn.execute("SELECT participant_id, page_index, revision, ratings_json FROM page_revisions").fetchall()
     conn.close()
+    assert [h[:3] for h in history] == [("p-old-participant-0001", 1, 1)]  # the stored page became its revision 1
+    assert [g["score"] for g in json.loads(history[0][3])] == [55] and list(frame["revision"]) == [1]

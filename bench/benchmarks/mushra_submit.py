@@ -30,7 +30,7 @@ def _run_folder(root: Path, n_items: int, sample_rate_hz: int = 16_000, duration
     """A finished run with 3 conditions + anchors on ``n_items`` items (runner layout), for the bundle."""
     import pandas as pd
     from codecbench.bench.core import audio as audio_io
-    from codecbench.bench.core.cache import make_key
+    from codecbench.bench.core.cache import Cache, make_key
 
     rng = np.random.default_rng(0)
     run_dir, cache = root / "run", root / "cache"
@@ -40,11 +40,11 @@ def _run_folder(root: Path, n_items: int, sample_rate_hz: int = 16_000, duration
     for i in range(n_items):
         ref = (0.3 * np.sin(2 * np.pi * 220 * (1 + i) * t) + 0.05 * rng.standard_normal(t.size))[None].astype(np.float32)
         clip = audio_io.content_hash(ref, sample_rate_hz)
-        audio_io.write(cache / "clips" / clip[:2] / f"{clip}.wav", ref, sample_rate_hz)
+        Cache(cache).put_audio("clips", clip, ref, sample_rate_hz)  # with its digest record (bundles verify it)
         for codec in ("a", "b", "c"):
             out = (ref + 0.02 * rng.standard_normal(ref.shape)).astype(np.float32)
             key = make_key(clip=clip, codec=codec, point="default")
-            audio_io.write(cache / "decoded" / key[:2] / f"{key}.wav", out, sample_rate_hz)
+            Cache(cache).put_audio("decoded", key, out, sample_rate_hz)
             rows.append({"codec": codec, "point": "default", "item_id": f"clip{i}#0", "clip_hash": clip,
                          "decoded_key": key, "is_anchor": False, "level": "item", "metric": "x", "value": 0.0,
                          "status": "ok", "codec_kind": "classic", "duration_s": duration_s})
@@ -187,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{server['per_s']:.0f}/s (p50 {server['p50_ms']:.1f} ms, p99 {server['p99_ms']:.1f} ms), "
                   f"ratio {rounds[-1]['ratio']:.2f}")
     ratios = [r["ratio"] for r in rounds]
+    p99_ms = float(np.median([r["server"]["p99_ms"] for r in rounds]))
+    load = os.getloadavg()[0]
     print(json.dumps({"clients": args.clients, "rounds": rounds, "median_ratio": float(np.median(ratios)),
-                      "median_server_p99_ms": float(np.median([r["server"]["p99_ms"] for r in rounds]))}, indent=1))
+                      "median_server_p99_ms": p99_ms, "load_average_1min": load}, indent=1))
+    print(f"median ratio {np.median(ratios):.2f} (target >= 0.5), median server p99 {p99_ms:.1f} ms (target < 100 ms "
+          f"on an idle machine; 1-min load average at the end {load:.1f} on {os.cpu_count()} CPUs"
+          f"{': NOT idle, figures are under load' if load > 0.5 * (os.cpu_count() or 1) else ''})")
     return 0
 
 

@@ -184,6 +184,8 @@ async function api(method, path, body) {
 }
 const storageKey = () => `cbmushra:${state.test.bundle_id}`;
 const draftKey = (page) => `${storageKey()}:${state.session.participant_id}:draft:${page}`;
+// the grades as last stored by the server, so that Previous shows them again (the server never sends grades back)
+const sentKey = (page) => `${storageKey()}:${state.session.participant_id}:sent:${page}`;
 
 async function init() {
   const info = await api("GET", "api/test");
@@ -318,11 +320,17 @@ async function resume() {
   await nextPage();
 }
 
-async function nextPage() {
+async function nextPage() {  // the first page not submitted yet, or the end
   const done = new Set(state.session.done_pages);
   const page = state.session.pages.find((p) => !done.has(p.index));
-  updateProgress();
-  if (!page) return finish();
+  if (!page) { updateProgress(); return finish(); }
+  await openPage(page.index);
+}
+
+async function openPage(index) {  // any page of the plan: a new one, or a submitted one again (Previous)
+  const page = state.session.pages[index];
+  state.player.stop();
+  updateProgress(index);
   show("screen-loading");
   try {
     const signals = { ref: page.reference };
@@ -330,19 +338,22 @@ async function nextPage() {
     await state.player.load(signals);
   } catch (e) { return fail(`Could not load the audio: ${e.message}`); }
   state.page = page;
-  state.ratings = JSON.parse(localStorage.getItem(draftKey(page.index)) || "{}");
+  state.sent = JSON.parse(localStorage.getItem(sentKey(page.index)) || "null");
+  state.ratings = JSON.parse(localStorage.getItem(draftKey(page.index)) || "null") || { ...(state.sent || {}) };
   state.pageStarted = performance.now();
   state.sliderMoves = {}; state.loopChanges = 0;
   renderPage();
+  $("previous").disabled = index === 0;
   $("rate-warning").hidden = !state.rateWarning;
   $("rate-warning").textContent = state.rateWarning || "";
   show("screen-trial");
 }
 
-function updateProgress() {
+function updateProgress(index) {
   const total = state.session.pages.length, done = state.session.done_pages.length;
   $("progress").hidden = false;
-  $("progress-text").textContent = done >= total ? "Finished" : `Page ${done + 1} of ${total}`;
+  $("progress-text").textContent = index === undefined ? (done >= total ? "Finished" : `Page ${done + 1} of ${total}`)
+    : `Page ${index + 1} of ${total}`;
   $("progress-bar").style.width = `${(100 * done) / total}%`;
 }
 
@@ -470,11 +481,32 @@ function refresh() {
     : !has100 ? "At least one version must be graded 100 (the hidden reference)." : "Ready: press Next.";
 }
 
+function scoresOf(ratings) {
+  return JSON.stringify(state.page.stimuli.map((s) => ratings && ratings[s.id] ? ratings[s.id].score : null));
+}
+
+async function afterSubmit(index) {  // back on an earlier page: on to the following one; else the first new one
+  const following = state.session.pages[index + 1];
+  if (following && state.session.done_pages.includes(following.index)) return openPage(following.index);
+  await nextPage();
+}
+
+async function previous() {  // the earlier page's grades (kept on this device) can be changed and resubmitted
+  if (!state.page || state.page.index === 0) return;
+  await openPage(state.page.index - 1);
+}
+
 async function submit() {
   if ($("next").disabled) return;
   $("next").disabled = true;
   const page = state.page;
   state.player.stop();
+  const revision = state.session.revisions ? state.session.revisions[page.index] || 0 : 0;
+  if (revision > 0 && state.sent && scoresOf(state.ratings) === scoresOf(state.sent)) {  // revisited, unchanged
+    localStorage.removeItem(draftKey(page.index));
+    state.page = null;
+    return afterSubmit(page.index);
+  }
   const heard = state.player.heard, plays = state.player.plays;
   const body = {
     ratings: page.stimuli.map((s) => ({
@@ -485,19 +517,22 @@ async function submit() {
     reference_played_s: heard.ref || 0,
     loop_changes: state.loopChanges,
   };
+  if (revision > 0) body.replaces_revision = revision;  // a change made after going back: a new revision
   let result;
   try { result = await api("POST", `api/participants/${state.session.participant_id}/pages/${page.index}`, body); }
   catch (e) { $("next").disabled = false; $("hint").textContent = e.message; return; }
   if (result.status === 409) {  // stored earlier with OTHER grades (another tab?): an error, never a success
     localStorage.removeItem(draftKey(page.index));
-    return fail("This page was already submitted with different grades (for example from another window); the " +
-      "first submission is kept and these grades were NOT stored. Reload to continue with the next page.");
+    return fail(`${result.data.detail || "This page was already submitted with different grades."} These grades ` +
+      "were NOT stored (for example another window changed this page). Reload to continue.");
   }
   if (result.status === 200) {
     localStorage.removeItem(draftKey(page.index));
-    state.session.done_pages.push(page.index);
+    localStorage.setItem(sentKey(page.index), JSON.stringify(state.ratings));
+    if (!state.session.done_pages.includes(page.index)) state.session.done_pages.push(page.index);
+    if (state.session.revisions) state.session.revisions[page.index] = result.data.revision;
     state.page = null;
-    await nextPage();
+    await afterSubmit(page.index);
   } else {
     $("next").disabled = false;
     $("hint").textContent = `Not accepted: ${JSON.stringify(result.data.detail)}`;
@@ -541,6 +576,7 @@ async function finish() {
   const questions = (state.test.pages || {}).questionnaire || [];
   if (questions.length && !state.questionsDone && !state.session.questionnaire_done) {
     renderQuestions();
+    $("progress-text").textContent = "Last step: a few questions";
     return show("screen-questions");
   }
   const result = await api("POST", `api/participants/${state.session.participant_id}/finish`);
@@ -595,6 +631,11 @@ $("play-button").addEventListener("click", () => {
   refresh();
 });
 $("next").addEventListener("click", () => submit());
+$("previous").addEventListener("click", () => previous().catch((e) => fail(e.message)));
+$("questions-back").addEventListener("click", (event) => {  // from the questionnaire back to the last page
+  event.preventDefault();
+  openPage(state.session.pages.length - 1).catch((e) => fail(e.message));
+});
 for (const id of ["loop-start", "loop-end"]) {
   $(id).addEventListener("change", () => {
     applyLoop(Number($("loop-start").value), Number($("loop-end").value));
