@@ -115,10 +115,71 @@ def test_finetune_uses_the_gpu_loop_settings(models, tmp_path):
     final = stage3.finetune_stage3(ckpt, qpath, demo_clips(4, 1.0), tmp_path / "g", steps=3, overrides=settings,
                                    progress=False)
     exported, latest = load_checkpoint(final, "stage1"), load_checkpoint(tmp_path / "g" / "checkpoint.pt", "stage1")
-    assert exported["extra"]["ema_decay"] == 0.5 and len(latest["extra"]["frozen_sha256"]) == 64
+    assert exported["extra"]["ema_decay"] == 0.5 and len(latest["extra"]["frozen_sha256"]["spresso"]) == 64
     kept = latest["model"]["spresso"]
     assert any(k.startswith("f_phi.") for k in kept) and not any(k.startswith("g_psi.") for k in kept)
     shadow = latest["optimizers"]["__ema__"]["shadow"]
     assert torch.equal(exported["model"]["spresso"]["f_phi.linear.weight"], shadow[0])
     with open(tmp_path / "g" / "losses.csv") as handle:
         assert all(np.isfinite(float(r["loss"])) for r in csv.DictReader(handle))
+
+
+def test_finetune_runs_the_shared_loop_with_validation_card_and_streamed_pairs(models, tmp_path):
+    """Stage 3 through train.run_stage: pairs written to disk (memory-mapped), held-out loss + mel distance in
+    val.csv with the EMA weights, a model card with the rate measured from the codes, other QINCo2 refused."""
+    ckpt, qpath = models
+    out = tmp_path / "v"
+    settings = {**SETTINGS, "val_every_steps": 2, "val_batches": 1, "ema_decay": 0.5}
+    stage3.finetune_stage3(ckpt, qpath, demo_clips(3, 1.0), out, steps=2, overrides=settings, progress=False,
+                           val_data=demo_clips(2, 1.0, seed=9))
+    assert sorted(p.name for p in (out / "pairs").glob("*.npy")) == [
+        f"{i:08d}.{part}.npy" for i in range(3) for part in ("x0", "zq")]
+    assert (out / "val_pairs" / "00000001.audio.npy").is_file()
+    stored = [stage3.StoredPair("a", out / "pairs", 0, 100, False)]
+    assert isinstance(stored[0].x0, np.memmap)  # a batch reads its windows from the file, not a copy of the clip
+    with open(out / "val.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [2]
+    assert float(rows[0]["val_mel_distance"]) > 0 and np.isfinite(float(rows[0]["val_loss"]))
+    card = (out / "MODEL_CARD.md").read_text()
+    # tiny t = 9: 1-s clips give ceil(100 / 9) = 12 z frames x 3 steps x 3 bits = 108 bits/s
+    assert "# S-PRESSO stage3 model card: stage3.pt" in card and "- rate: 0.108 kbps measured from the codes" in card
+    assert "held out: 2 clips" in card and "val_mel_distance" in card and "- steps: 2 of batch 2" in card
+    # the pairs folder and the checkpoint belong to this QINCo2: another one is refused, naming the file
+    other = q.QINCo2.load(qpath)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    other_path = other.save(tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match=r"pairs/key.json: these pairs were computed with another"):
+        stage3.finetune_stage3(ckpt, other_path, demo_clips(3, 1.0), out, steps=3, overrides=settings, progress=False)
+
+
+def test_precompute_streams_the_corpus_one_clip_at_a_time(models, tmp_path):
+    """Peak numpy memory while writing the pairs does not grow with the corpus (8 clips vs 2 clips of 2 s)."""
+    import tracemalloc
+
+    import soundfile as sf
+    from codecbench.codecs.spresso.model import load_stage1
+
+    ckpt, qpath = models
+    engine = stage3.DiscreteSPresso(load_stage1(ckpt), q.QINCo2.load(qpath))
+
+    def peak_of(count: int) -> tuple[int, int]:
+        folder = tmp_path / f"clips{count}"
+        folder.mkdir()
+        for i, clip in enumerate(demo_clips(count, 2.0, seed=5)):
+            sf.write(str(folder / f"c{i}.wav"), clip, 48000, subtype="FLOAT")
+        tracemalloc.start()
+        try:
+            stored, totals = stage3.precompute_to_folder(engine, folder, tmp_path / f"pairs{count}", None, {"k": 1})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert len(stored) == count and totals["seconds"] == pytest.approx(2.0 * count)
+        return peak, count * 2 * 48000 * 4
+
+    peak_of(1)  # warm-up: imports and first-call allocations are not the corpus
+    small, _ = peak_of(2)
+    large, corpus_bytes = peak_of(8)
+    # holding the clips would add >= corpus_bytes (3.1 MB) to the 8-clip peak; measured: 1.55 MB for both
+    assert large < small + corpus_bytes / 4, (small, large, corpus_bytes)
