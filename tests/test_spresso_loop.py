@@ -254,3 +254,42 @@ def test_prepare_data_writes_48khz_files_and_a_manifest(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no audio files"):
         prepare_data(tmp_path / "empty", tmp_path / "x1")
+
+
+def test_streaming_from_prepared_shards_reads_only_crops(tmp_path, monkeypatch):
+    """prepare-data on mixed-rate files, then the stream: every read is one crop's span (never a whole file, no
+    decode+resample), the source sent to workers holds no audio or text arrays, workers give the same batches."""
+    import pickle
+
+    from codecbench.codecs.spresso import data as data_module
+
+    _mixed_folder(tmp_path / "mixed")
+    np.save(tmp_path / "mixed" / "b.text.npy", np.ones((77, 512), np.float32))  # 158 KB of text embedding
+    prepare_data(tmp_path / "mixed", tmp_path / "prepared")
+    source = ClipSource.from_folder(tmp_path / "prepared")
+    assert source.arrays is None and len(pickle.dumps(source)) < 20_000  # names, lengths, rates, text paths only
+    direct = [source.batch(4, 12000, 3, step) for step in range(5)]
+    reads = []
+    real_read = data_module.sf.read
+
+    def counting_read(path, *args, frames=-1, **kwargs):
+        reads.append(frames)
+        return real_read(path, *args, frames=frames, **kwargs)
+
+    def no_whole_decode(*args, **kwargs):
+        raise AssertionError("a prepared 48 kHz file was decoded whole")
+
+    monkeypatch.setattr(data_module.sf, "read", counting_read)
+    monkeypatch.setattr(data_module.audio_ops, "read", no_whole_decode)
+    streamed = list(stream_batches(source, 4, 12000, 3, 0, 5))
+    assert len(reads) == 5 * 4 and all(0 < frames <= 12000 for frames in reads)  # one crop per row, no more
+    for (_, got), want in zip(streamed, direct):
+        torch.testing.assert_close(got.audio, want.audio)
+        torch.testing.assert_close(got.text, want.text)
+        assert got.has_text.tolist() == want.has_text.tolist()
+    assert any(b.has_text.any() for _, b in streamed)
+    monkeypatch.undo()
+    workers = list(stream_batches(source, 4, 12000, 3, 0, 5, num_workers=2))
+    assert [s for s, _ in workers] == list(range(5))
+    for (_, got), want in zip(workers, direct):
+        torch.testing.assert_close(got.audio, want.audio)

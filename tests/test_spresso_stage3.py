@@ -155,7 +155,7 @@ def test_finetune_runs_the_shared_loop_with_validation_card_and_streamed_pairs(m
 
 
 def test_precompute_streams_the_corpus_one_clip_at_a_time(models, tmp_path):
-    """Peak numpy memory while writing the pairs does not grow with the corpus (8 clips vs 2 clips of 2 s)."""
+    """Peak numpy memory while writing the pairs does not grow with the corpus (6 clips vs 2 clips of 1 s)."""
     import tracemalloc
 
     import soundfile as sf
@@ -167,7 +167,7 @@ def test_precompute_streams_the_corpus_one_clip_at_a_time(models, tmp_path):
     def peak_of(count: int) -> tuple[int, int]:
         folder = tmp_path / f"clips{count}"
         folder.mkdir()
-        for i, clip in enumerate(demo_clips(count, 2.0, seed=5)):
+        for i, clip in enumerate(demo_clips(count, 1.0, seed=5)):
             sf.write(str(folder / f"c{i}.wav"), clip, 48000, subtype="FLOAT")
         tracemalloc.start()
         try:
@@ -175,11 +175,11 @@ def test_precompute_streams_the_corpus_one_clip_at_a_time(models, tmp_path):
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert len(stored) == count and totals["seconds"] == pytest.approx(2.0 * count)
-        return peak, count * 2 * 48000 * 4
+        assert len(stored) == count and totals["seconds"] == pytest.approx(1.0 * count)
+        return peak, count * 48000 * 4
 
     peak_of(1)  # warm-up: imports and first-call allocations are not the corpus
     small, _ = peak_of(2)
-    large, corpus_bytes = peak_of(8)
-    # holding the clips would add >= corpus_bytes (3.1 MB) to the 8-clip peak; measured: 1.55 MB for both
+    large, corpus_bytes = peak_of(6)
+    # holding the clips would add >= corpus_bytes (1.15 MB) to the 6-clip peak
     assert large < small + corpus_bytes / 4, (small, large, corpus_bytes)
