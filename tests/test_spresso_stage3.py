@@ -124,14 +124,23 @@ def test_finetune_uses_the_gpu_loop_settings(models, tmp_path):
         assert all(np.isfinite(float(r["loss"])) for r in csv.DictReader(handle))
 
 
+@pytest.mark.slow  # 3.6-5.7 s on 2 shared cores (validation decodes with the sampler)
 def test_finetune_runs_the_shared_loop_with_validation_card_and_streamed_pairs(models, tmp_path):
     """Stage 3 through train.run_stage: pairs written to disk (memory-mapped), held-out loss + mel distance in
     val.csv with the EMA weights, a model card with the rate measured from the codes, other QINCo2 refused."""
+    import soundfile as sf
+    from codecbench.bench.cli import main
+
     ckpt, qpath = models
     out = tmp_path / "v"
     settings = {**SETTINGS, "val_every_steps": 2, "val_batches": 1, "ema_decay": 0.5}
-    stage3.finetune_stage3(ckpt, qpath, demo_clips(3, 1.0), out, steps=2, overrides=settings, progress=False,
-                           val_data=demo_clips(2, 1.0, seed=9))
+    for name, clips in (("train", demo_clips(3, 1.0)), ("val", demo_clips(2, 1.0, seed=9))):
+        (tmp_path / name).mkdir()
+        for i, clip in enumerate(clips):
+            sf.write(str(tmp_path / name / f"c{i}.wav"), clip, 48000, subtype="FLOAT")
+    args = ["spresso-quant", "finetune-stage3", str(ckpt), "--qinco2", str(qpath), "--data", str(tmp_path / "train"),
+            "--val-data", str(tmp_path / "val"), "--out", str(out), "--steps", "2", "--no-progress"]
+    assert main(args + [arg for k, v in settings.items() for arg in ("--set", f"{k}={v}")]) == 0
     assert sorted(p.name for p in (out / "pairs").glob("*.npy")) == [
         f"{i:08d}.{part}.npy" for i in range(3) for part in ("x0", "zq")]
     assert (out / "val_pairs" / "00000001.audio.npy").is_file()
