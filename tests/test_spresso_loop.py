@@ -295,3 +295,18 @@ def test_streaming_from_prepared_shards_reads_only_crops(tmp_path, monkeypatch):
     assert [s for s, _ in workers] == list(range(5))
     for (_, got), want in zip(workers, direct):
         torch.testing.assert_close(got.audio, want.audio)
+
+
+def test_the_interrupt_checkpoint_survives_a_second_sigint():
+    import signal
+
+    hits = []
+    previous = signal.signal(signal.SIGINT, lambda *_: hits.append(1))
+    try:
+        with loop.ignoring_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)  # ignored: the save in here goes on
+        assert hits == []
+        os.kill(os.getpid(), signal.SIGINT)  # the handler is back afterwards
+        assert hits == [1]
+    finally:
+        signal.signal(signal.SIGINT, previous)

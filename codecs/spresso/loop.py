@@ -23,6 +23,8 @@ import contextlib
 import hashlib
 import math
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +236,21 @@ def rotate_checkpoints(latest: Path, keep: int, step_of_previous: int | None) ->
     kept = sorted(latest.parent.glob(f"{latest.stem}-*{latest.suffix}"))
     for old in kept[: max(0, len(kept) - (keep - 1))]:
         old.unlink()
+
+
+@contextlib.contextmanager
+def ignoring_interrupts() -> Iterator[None]:
+    """SIGINT ignored inside the block (the checkpoint written after a Ctrl-C). Under Slurm's ``--signal=INT``
+    every process of the job step gets the signal and torchrun forwards it again, so a worker sees it twice;
+    the second one used to abort that save (seen on a Slurm rehearsal). No-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -263,7 +263,8 @@ def run_stage(stage: Stage, config: SPressoConfig, data: Any, out_dir: str | Pat
     except KeyboardInterrupt:
         done = step  # the interrupted step did not finish
         if done > start:
-            save(done, latest)
+            with loop.ignoring_interrupts():  # a second SIGINT (Slurm + torchrun) must not abort this save
+                save(done, latest)
         raise
     finally:
         scalars.close()
