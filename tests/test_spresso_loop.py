@@ -166,7 +166,7 @@ def test_trainable_only_checkpoints_resume_rotate_and_check_the_frozen_hash(froz
     torch.manual_seed(5)
     other_ae = tmp_path / "other_ae.pt"
     save_checkpoint(other_ae, "audio_ae", config, {"ae": AudioAE(config.audio_ae).state_dict()}, 0)
-    with pytest.raises(ConfigError, match="frozen weights .* differ from those this checkpoint was trained with"):
+    with pytest.raises(ConfigError, match=r"^\S*checkpoint.pt: the frozen weights .* differ from those this checkpoint was trained with"):
         run_stage(stage1_stage(config, data, other_ae, root / "dit.pt"), config, data, out, steps=5, progress=False)
 
 
