@@ -192,3 +192,46 @@ def test_precompute_streams_the_corpus_one_clip_at_a_time(models, tmp_path):
     large, corpus_bytes = peak_of(6)
     # holding the clips would add >= corpus_bytes (1.15 MB) to the 6-clip peak
     assert large < small + corpus_bytes / 4, (small, large, corpus_bytes)
+
+
+@pytest.mark.slow  # two torchrun processes
+def test_ddp_two_gloo_ranks_equal_one_process_with_two_micro_batches(models, tmp_path):
+    """Stage 3 under torchrun: each rank precomputes its share of the pairs (barriers), reads its rows of the
+    global batch; the loss rows and weights equal one process with 2 micro-batches."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    import soundfile as sf
+    from codecbench.codecs.spresso.model import load_stage1
+
+    ckpt, qpath = models
+    (tmp_path / "data").mkdir()
+    for i, clip in enumerate(demo_clips(3, 1.0)):
+        sf.write(str(tmp_path / "data" / f"c{i}.wav"), clip, 48000, subtype="FLOAT")
+    settings = {**SETTINGS, "batch_size": 4}
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        torch.set_num_threads(1)
+        from codecbench.codecs.spresso.stage3 import finetune_stage3
+        finetune_stage3({str(ckpt)!r}, {str(qpath)!r}, {str(tmp_path / 'data')!r}, {str(tmp_path / 'ddp')!r},
+                        steps=3, overrides={settings!r}, progress=False)
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = stage3.finetune_stage3(ckpt, qpath, tmp_path / "data", tmp_path / "one", steps=3,
+                                    overrides={**settings, "grad_accum_steps": 2}, progress=False)
+    rows = {}
+    for name in ("ddp", "one"):
+        with open(tmp_path / name / "losses.csv") as handle:
+            rows[name] = [float(r["loss"]) for r in csv.DictReader(handle)]
+    assert len(rows["ddp"]) == 3 and rows["ddp"] == pytest.approx(rows["one"], rel=1e-4)
+    assert sorted(p.name for p in (tmp_path / "ddp" / "pairs").glob("*.json")) == [
+        "00000000.json", "00000001.json", "00000002.json", "key.json"]
+    a, b = load_stage1(single).state_dict(), load_stage1(tmp_path / "ddp" / "stage3.pt").state_dict()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
