@@ -159,10 +159,13 @@ def test_trainable_only_checkpoints_resume_rotate_and_check_the_frozen_hash(froz
     assert sorted(p.name for p in out.glob("checkpoint-*.pt")) == ["checkpoint-000000002.pt"]  # keep 2 in all
     full = torch.load(out / "stage1.pt", weights_only=False)["model"]["spresso"]
     assert len(full) > len(keys)  # the export is the whole model
-    # resume to 4 steps from the trainable-only checkpoint works; other frozen weights are refused
+    # resume to 4 steps from the trainable-only checkpoint works (a save cut short by a kill is cleaned up);
+    # other frozen weights are refused
+    (out / ".checkpoint.pt.123.tmp").write_bytes(b"cut short")
     run_stage(stage1_stage(config, data, root / "audio_ae.pt", root / "dit.pt"), config, data, out, steps=4,
               progress=False)
     assert [int(r["step"]) for r in _rows(out / "losses.csv")] == [1, 2, 3, 4]
+    assert not list(out.glob(".*.tmp"))
     torch.manual_seed(5)
     other_ae = tmp_path / "other_ae.pt"
     save_checkpoint(other_ae, "audio_ae", config, {"ae": AudioAE(config.audio_ae).state_dict()}, 0)

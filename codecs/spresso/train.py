@@ -162,6 +162,8 @@ def run_stage(stage: Stage, config: SPressoConfig, data: Any, out_dir: str | Pat
     out_dir = Path(out_dir)
     if where.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob(".*.pt.*.tmp"):  # a save cut short by a kill (checkpoints are written atomically)
+            stale.unlink()
         (out_dir / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), **(stage.config_extra or {})},
                                                             sort_keys=False))
     latest, log_path, val_path = out_dir / "checkpoint.pt", out_dir / "losses.csv", out_dir / "val.csv"
