@@ -210,14 +210,14 @@ def test_ddp_two_gloo_ranks_equal_one_process_with_two_micro_batches(models, tmp
     (tmp_path / "data").mkdir()
     for i, clip in enumerate(demo_clips(3, 1.0)):
         sf.write(str(tmp_path / "data" / f"c{i}.wav"), clip, 48000, subtype="FLOAT")
-    settings = {**SETTINGS, "batch_size": 4}
+    settings = {**SETTINGS, "batch_size": 4, "val_every_steps": 3, "val_batches": 1}
     script = tmp_path / "ddp.py"
     script.write_text(textwrap.dedent(f"""
         import torch
         torch.set_num_threads(1)
         from codecbench.codecs.spresso.stage3 import finetune_stage3
         finetune_stage3({str(ckpt)!r}, {str(qpath)!r}, {str(tmp_path / 'data')!r}, {str(tmp_path / 'ddp')!r},
-                        steps=3, overrides={settings!r}, progress=False)
+                        steps=3, overrides={settings!r}, progress=False, val_data={str(tmp_path / 'data')!r})
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -230,6 +230,9 @@ def test_ddp_two_gloo_ranks_equal_one_process_with_two_micro_batches(models, tmp
         with open(tmp_path / name / "losses.csv") as handle:
             rows[name] = [float(r["loss"]) for r in csv.DictReader(handle)]
     assert len(rows["ddp"]) == 3 and rows["ddp"] == pytest.approx(rows["one"], rel=1e-4)
+    with open(tmp_path / "ddp" / "val.csv") as handle:  # each rank validated its rows of the held-out batch
+        val = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in val] == [3] and float(val[0]["val_mel_distance"]) > 0
     assert sorted(p.name for p in (tmp_path / "ddp" / "pairs").glob("*.json")) == [
         "00000000.json", "00000001.json", "00000002.json", "key.json"]
     a, b = load_stage1(single).state_dict(), load_stage1(tmp_path / "ddp" / "stage3.pt").state_dict()

@@ -219,6 +219,8 @@ def run_stage(stage: Stage, config: SPressoConfig, data: Any, out_dir: str | Pat
                 save_checkpoint(path, stage.kind, config, model, step, None,
                                 {**stage.extra, "ema_decay": train.ema_decay})
 
+    rank_rows = slice(where.rank * train.batch_size // where.world, (where.rank + 1) * train.batch_size // where.world)
+
     def validate(step: int) -> None:
         if stage.validate is None or val_data is None or not train.val_every_steps:
             return
@@ -227,8 +229,9 @@ def run_stage(stage: Stage, config: SPressoConfig, data: Any, out_dir: str | Pat
         sums: dict[str, float] = {}
         with loop.maybe_swapped(stage.ema), torch.no_grad(), loop.autocast(train.precision, device):
             for i in range(train.val_batches):
-                batch = to_device(val_data.batch(train.batch_size // where.world, segment, train.seed + 104729, i),
-                                  device)
+                # every rank scores its rows of the same held-out batch (with its own noise draws), averaged
+                batch = to_device(val_data.batch(train.batch_size, segment, train.seed + 104729, i,
+                                                 rank_rows if where.world > 1 else None), device)
                 for k, v in stage.validate(batch, step_generator(train.seed + 104729, i)).items():
                     sums[k] = sums.get(k, 0.0) + float(v) / train.val_batches
         for module in stage.modules.values():
@@ -239,7 +242,6 @@ def run_stage(stage: Stage, config: SPressoConfig, data: Any, out_dir: str | Pat
             _write_log(val_path, val_rows)
             scalars.add("val", sums, step)
 
-    rank_rows = slice(where.rank * train.batch_size // where.world, (where.rank + 1) * train.batch_size // where.world)
     batches = stream_batches(data, train.batch_size, segment, train.seed, start, total,
                              rank_rows if where.world > 1 else None, train.num_workers)
     step = start
