@@ -115,11 +115,11 @@ def precompute_to_folder(engine: DiscreteSPresso, data, folder: str | os.PathLik
     folder = Path(folder)
     where = where or loop.Ranks()
     key_path = folder / "key.json"
+    if key_path.is_file() and json.loads(key_path.read_text()) != key:  # checked on every rank: none waits
+        raise ConfigError(f"{key_path}: these pairs were computed with another stage-1 checkpoint, QINCo2 file "
+                          "or number of steps; use a new output folder")
     if where.is_main:
         folder.mkdir(parents=True, exist_ok=True)
-        if key_path.is_file() and json.loads(key_path.read_text()) != key:
-            raise ConfigError(f"{key_path}: these pairs were computed with another stage-1 checkpoint, QINCo2 file "
-                              "or number of steps; use a new output folder")
         key_path.write_text(json.dumps(key))
     if dist.is_initialized():
         dist.barrier()
