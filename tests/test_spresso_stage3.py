@@ -192,6 +192,17 @@ def test_precompute_streams_the_corpus_one_clip_at_a_time(models, tmp_path):
     large, corpus_bytes = peak_of(6)
     # holding the clips would add >= corpus_bytes (1.15 MB) to the 6-clip peak
     assert large < small + corpus_bytes / 4, (small, large, corpus_bytes)
+    # DataLoader workers read the memory-mapped windows: the same batches as in this process
+    from codecbench.codecs.spresso.data import stream_batches
+
+    stored, _ = stage3.precompute_to_folder(engine, tmp_path / "clips6", tmp_path / "pairs6", None, {"k": 1})
+    pairs = stage3.LatentPairs(stored, time_pool=9, window_frames=3)
+    streamed = list(stream_batches(pairs, 4, 0, 7, 0, 3, num_workers=2))
+    assert [s for s, _ in streamed] == [0, 1, 2]
+    for step, (x0, zq) in streamed:
+        want = pairs.batch(4, 0, 7, step)
+        torch.testing.assert_close(x0, want[0])
+        torch.testing.assert_close(zq, want[1])
 
 
 @pytest.mark.slow  # two torchrun processes
