@@ -45,6 +45,26 @@ def test_load_clips_resamples_and_downmixes(tmp_path):
         stage2.load_clips(tmp_path / "empty")
 
 
+def test_iter_clips_reads_one_file_at_a_time(tmp_path, monkeypatch):
+    """fit_stage2 streams the corpus: the next clip is read only when the previous one has been taken."""
+    for i, clip in enumerate(clips(3, 0.2)):
+        sf.write(str(tmp_path / f"c{i}.wav"), clip, 48000, subtype="FLOAT")
+    reads = []
+    real_read = stage2.audio_ops.read
+    monkeypatch.setattr(stage2.audio_ops, "read", lambda path: reads.append(path) or real_read(path))
+    stream = stage2.iter_clips(tmp_path)
+    assert stage2.clip_count(tmp_path) == 3 and reads == []
+    first = next(stream)
+    assert first.name == "c0.wav" and len(reads) == 1
+    assert [c.name for c in stage2.iter_clips(tmp_path, [2])] == ["c2.wav"] and len(reads) == 2
+    seconds = []
+    from codecbench.codecs.spresso.model import load_stage1
+
+    model = load_stage1(random_init_stage1(tmp_path / "s1.pt"))
+    z = stage2.extract_latents(model, stream, "x", None, seconds=seconds)  # the 2 clips left
+    assert len(z) == 2 and seconds == pytest.approx([0.2, 0.2]) and len(reads) == 4
+
+
 def test_extract_latents_shapes_and_cache(tmp_path):
     from codecbench.codecs.spresso.model import load_stage1
 

@@ -54,7 +54,7 @@ def test_written_caption_embeddings_are_read_by_the_loader(tmp_path):
     fake = lambda captions: np.full((len(captions), 1, 512), 0.5, np.float32)  # noqa: E731
     assert write_caption_embeddings(data, tmp_path / "captions.csv", embed=fake) == 1
     source = ClipSource.from_folder(data)
-    assert source.texts[0].shape == (1, 512) and source.texts[1] is None
+    assert source.text(0).shape == (1, 512) and source.texts[1] is None
     batch = source.batch(4, 480, seed=0, step=0)
     assert batch.text.shape == (4, 1, 512) and batch.has_text.any()
     (tmp_path / "bad.csv").write_text("name,text\nx,y\n")

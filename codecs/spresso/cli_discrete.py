@@ -1,13 +1,14 @@
 """``codecbench spresso-quant ...``: S-PRESSO stage 2 (QINCo2 on z), stage 3 (decoder finetuning on z_q), rates.
 
     codecbench spresso-quant fit-qinco2 STAGE1.pt --data DIR --out DIR [--steps 10 --codebook-size 4096 --preset M]
-    codecbench spresso-quant finetune-stage3 STAGE1.pt --qinco2 QINCO2.pt --data DIR --out DIR [--steps N]
+    codecbench spresso-quant finetune-stage3 STAGE1.pt --qinco2 QINCO2.pt --data DIR --out DIR [--steps N --val-data DIR]
     codecbench spresso-quant rates
 
 ``fit-qinco2`` extracts z with the frozen stage-1 encoder (cached), fits QINCo2, writes ``qinco2.pt`` and
 ``report.json`` and ``MODEL_CARD.md`` and prints the held-out MSE per number of steps m with the rate each m
 gives; the best epoch on held-out clips is kept, and plain RQ if training did not beat it; rerun to resume.
-``finetune-stage3`` finetunes f_phi and the LoRA adapters on z_q; rerun the same command to resume.
+``finetune-stage3`` finetunes f_phi and the LoRA adapters on z_q (the training loop of the other stages); rerun the
+same command to resume.
 ``rates`` prints the paper's discrete operating points with their computed bitrates.
 """
 
@@ -47,7 +48,7 @@ def _finetune_stage3(args: argparse.Namespace) -> int:
         overrides[key] = yaml.safe_load(value)
     path = finetune_stage3(args.checkpoint, args.qinco2, args.data, args.out, steps=args.steps,
                            num_steps=args.num_steps, overrides=overrides, device=args.device,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, val_data=args.val_data)
     print(f"stage-3 model: {path}")
     return 0
 
@@ -90,6 +91,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (checkpoint.pt, stage3.pt, losses.csv); rerun to resume")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: 15%% of the stage-1 steps)")
     p.add_argument("--num-steps", type=int, default=None, help="QINCo2 steps used for z_q (default: all M)")
+    p.add_argument("--val-data", default=None,
+                   help="folder of held-out clips: loss and mel distance every val_every_steps (val.csv)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the checkpoint's stage1 training section (lr, batch_size, segment_s, ...)")
     p.add_argument("--device", default="cpu")

@@ -4,6 +4,10 @@ A :class:`ClipSource` is a folder of audio files (any rate/channels: resampled t
 of in-memory arrays. Optional text embeddings sit beside a file as ``<stem>.text.npy`` [L, E] (e.g. CLAP text
 embeddings computed elsewhere); files without one train with the null text.
 
+Memory: a folder source holds only file names, lengths and rates; every crop is read from its file when its batch
+is made (one seek for 48 kHz files, e.g. those written by :func:`prepare_data`), and text embeddings are read with
+their crop. With DataLoader workers at most ``num_workers x 2`` batches are in flight.
+
 Batches depend only on (seed, step), so a resumed run sees the same data as an uninterrupted one.
 """
 
@@ -34,7 +38,7 @@ class ClipSource:
     """Audio clips to crop from: ``from_folder`` (files read on demand) or ``from_arrays`` (in memory)."""
 
     def __init__(self, items: list[tuple[str, int, int]], arrays: list[np.ndarray] | None, sample_rate_hz: int,
-                 texts: list[np.ndarray | None]):
+                 texts: list[Path | None]):
         if not items:
             raise ConfigError("S-PRESSO training data: no audio clips found")
         self.items, self.arrays, self.sample_rate_hz, self.texts = items, arrays, sample_rate_hz, texts
@@ -55,7 +59,7 @@ class ClipSource:
                 raise AudioInputError(path, f"unreadable audio ({exc})") from exc
             items.append((str(path), int(info.frames), int(info.samplerate)))
             side = path.with_name(path.stem + ".text.npy")
-            texts.append(np.load(side).astype(np.float32) if side.is_file() else None)
+            texts.append(side if side.is_file() else None)  # read with its crops, never all at once
         return cls(items, None, sample_rate_hz, texts)
 
     @classmethod
@@ -67,6 +71,27 @@ class ClipSource:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def hours(self) -> float:
+        return sum(frames / rate for _, frames, rate in self.items) / 3600
+
+    def text_shape(self) -> tuple[int, ...] | None:
+        """[L, E] of the text embeddings (from the first file's header), or None when no clip has one."""
+        if not hasattr(self, "_text_shape"):
+            first = next((t for t in self.texts if t is not None), None)
+            self._text_shape = None if first is None else tuple(np.load(first, mmap_mode="r").shape)
+        return self._text_shape
+
+    def text(self, index: int, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """Clip ``index``'s text embedding [L, E] read from its file (None without one); ``shape`` must match."""
+        side = self.texts[index]
+        if side is None:
+            return None
+        value = np.load(side).astype(np.float32)
+        if shape is not None and value.shape != shape:
+            raise ConfigError(f"{side}: text embedding of shape {value.shape}, other clips have {shape}")
+        return value
 
     def _read(self, index: int, start_s: float, length: int) -> np.ndarray:
         name, frames, rate = self.items[index]
@@ -110,14 +135,14 @@ class ClipSource:
         picks = [picks[b] for b in wanted]
         batch_size = len(picks)
         audio = np.zeros((batch_size, segment_samples), dtype=np.float32)
-        text_shape = next((t.shape for t in self.texts if t is not None), None)
+        text_shape = self.text_shape()
         text = np.zeros((batch_size, *text_shape), dtype=np.float32) if text_shape else None
         has_text = np.zeros(batch_size, dtype=bool)
         for b, (index, start_s) in enumerate(picks):
             crop = self._read(index, start_s, segment_samples)
             audio[b, : len(crop)] = crop
             if text is not None and self.texts[index] is not None:
-                text[b], has_text[b] = self.texts[index], True
+                text[b], has_text[b] = self.text(index, text_shape), True
         return Batch(
             torch.from_numpy(audio), torch.from_numpy(text) if text is not None else None, torch.from_numpy(has_text)
         )

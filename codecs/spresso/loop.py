@@ -1,4 +1,5 @@
-"""The GPU-scale parts of the S-PRESSO training loop, shared by the AudioAE, DiT and stage-1 stages.
+"""The GPU-scale parts of the S-PRESSO training loop, shared by the AudioAE, DiT, stage-1 and stage-3 stages
+(driven by :func:`codecbench.codecs.spresso.train.run_stage`; stage 2 is an offline QINCo2 fit).
 
 - precision: ``bf16`` autocast (weights and optimizer state stay fp32) and TF32 matmuls on CUDA;
 - multi-process data parallelism under ``torchrun`` (any backend: NCCL on GPUs, gloo on CPUs): every rank reads
@@ -10,8 +11,8 @@
 - warm-up then cosine (or constant) learning rate (:func:`learning_rate`);
 - trainable-only resume checkpoints with the sha256 of the frozen weights (:func:`trainable_state`,
   :func:`frozen_digest`), rotation of older ones (:func:`rotate_checkpoints`);
-- TensorBoard scalars when ``torch.utils.tensorboard`` imports (it needs the ``tensorboard`` package, whose
-  protobuf conflicts with the project's protobuf<3.20 pin, so it is optional; CSV logs are always written).
+- TensorBoard scalars in ``<out>/tensorboard`` when ``torch.utils.tensorboard`` imports (the ``tensorboard``
+  package is optional; CSV logs are always written).
 
 Shapes: B batch (global, per optimizer step), b = B / (ranks x micro-batches), T samples.
 """
@@ -22,6 +23,8 @@ import contextlib
 import hashlib
 import math
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +238,21 @@ def rotate_checkpoints(latest: Path, keep: int, step_of_previous: int | None) ->
         old.unlink()
 
 
+@contextlib.contextmanager
+def ignoring_interrupts() -> Iterator[None]:
+    """SIGINT ignored inside the block (the checkpoint written after a Ctrl-C). Under Slurm's ``--signal=INT``
+    every process of the job step gets the signal and torchrun forwards it again, so a worker sees it twice;
+    the second one used to abort that save (seen on a Slurm rehearsal). No-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The optimizer step: micro-batches, autocast, gradient averaging, clipping, EMA
 # --------------------------------------------------------------------------------------------------------------
@@ -292,7 +310,7 @@ class ScalarLog:
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard not installed (it conflicts with the protobuf<3.20 pin)
+            except ImportError:  # the optional tensorboard package is not installed
                 SummaryWriter = None
             if SummaryWriter is not None:
                 self.writer = SummaryWriter(str(folder / "tensorboard"))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,31 +44,50 @@ class Clip:
     audio: np.ndarray
 
 
-def load_clips(source: str | os.PathLike | Sequence[np.ndarray]) -> list[Clip]:
-    """Whole clips from a folder of audio files (resampled to 48 kHz, mean-downmixed) or in-memory arrays [T]."""
+def clip_count(source: str | os.PathLike | Sequence[np.ndarray]) -> int:
+    """How many clips :func:`iter_clips` yields (file names only; no audio is read)."""
+    return len(_clip_paths(source)) if isinstance(source, (str, os.PathLike)) else len(source)
+
+
+def _clip_paths(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: S-PRESSO data folder does not exist")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in audio_ops.AUDIO_SUFFIXES)
+    if not paths:
+        raise ConfigError(f"{folder}: no audio files ({', '.join(audio_ops.AUDIO_SUFFIXES)}) in the data folder")
+    return paths
+
+
+def iter_clips(source: str | os.PathLike | Sequence[np.ndarray], indices: Sequence[int] | None = None):
+    """Whole clips one at a time (only the current one in memory) from a folder of audio files (resampled to
+    48 kHz, mean-downmixed; a folder written by ``spresso prepare-data`` is read as is) or in-memory arrays [T].
+    ``indices``: only these clips (e.g. one rank's share)."""
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source)
-        if not folder.is_dir():
-            raise ConfigError(f"{folder}: S-PRESSO data folder does not exist")
-        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in audio_ops.AUDIO_SUFFIXES)
-        if not paths:
-            raise ConfigError(f"{folder}: no audio files ({', '.join(audio_ops.AUDIO_SUFFIXES)}) in the data folder")
-        clips = []
-        for path in paths:
-            data, rate = audio_ops.read(path)
+        paths = _clip_paths(folder)
+        for i in range(len(paths)) if indices is None else indices:
+            data, rate = audio_ops.read(paths[i])
             mono = audio_ops.resample(torch.from_numpy(data.mean(axis=0)), rate, SAMPLE_RATE_HZ)
-            clips.append(Clip(str(path.relative_to(folder)), mono.numpy().astype(np.float32)))
-        return clips
-    clips = [Clip(f"array{i}", np.asarray(a, dtype=np.float32).reshape(-1)) for i, a in enumerate(source)]
-    if not clips:
+            yield Clip(str(paths[i].relative_to(folder)), mono.numpy().astype(np.float32))
+        return
+    if not len(source):
         raise ConfigError("S-PRESSO data: no clips given")
-    return clips
+    for i in range(len(source)) if indices is None else indices:
+        yield Clip(f"array{i}", np.asarray(source[i], dtype=np.float32).reshape(-1))
+
+
+def load_clips(source: str | os.PathLike | Sequence[np.ndarray]) -> list[Clip]:
+    """All clips of :func:`iter_clips` in memory (for small evaluation sets; training streams them)."""
+    return list(iter_clips(source))
 
 
 @torch.no_grad()
-def extract_latents(model, clips: Sequence[Clip], checkpoint_digest: str, cache_dir: str | os.PathLike | None = None,
-                    device: str = "cpu") -> list[np.ndarray]:
-    """z of every clip with the frozen stage-1 encoder: per clip [Fz, Dz] float32 (cached by content)."""
+def extract_latents(model, clips: Iterable[Clip], checkpoint_digest: str, cache_dir: str | os.PathLike | None = None,
+                    device: str = "cpu", seconds: list[float] | None = None) -> list[np.ndarray]:
+    """z of every clip with the frozen stage-1 encoder: per clip [Fz, Dz] float32 (cached by content). ``clips``
+    may be a stream (:func:`iter_clips`): each clip's audio is dropped once encoded; ``seconds`` (a list) gets
+    each clip's duration appended."""
     cache = Cache(cache_dir) if cache_dir is not None else None
     model = model.to(device).eval()
     out = []
@@ -82,6 +101,8 @@ def extract_latents(model, clips: Sequence[Clip], checkpoint_digest: str, cache_
             if cache is not None:
                 cache.put_array("spresso-z", key, z)
         out.append(z)
+        if seconds is not None:
+            seconds.append(len(clip.audio) / SAMPLE_RATE_HZ)
     return out
 
 
@@ -152,11 +173,10 @@ def fit_stage2(
     train = train or q.QINCo2TrainConfig()
     model = load_stage1(checkpoint, device)
     digest = file_digest(checkpoint)
-    clips = load_clips(data)
-    latents = extract_latents(model, clips, digest, cache_dir, device)
-    total_s = sum(len(c.audio) for c in clips) / SAMPLE_RATE_HZ
+    durations_s: list[float] = []  # clips are streamed: one clip's audio in memory at a time, z kept
+    latents = extract_latents(model, iter_clips(data), digest, cache_dir, device, seconds=durations_s)
+    total_s = sum(durations_s)
     total_frames = sum(len(z) for z in latents)  # z frames sent, the padded last frame of every clip included
-    del clips  # the audio is not needed any more
     z_train, z_val = split_frames(latents, val_fraction, train.seed)
     if config is None:
         config = q.QINCo2Config.preset(preset, dim=model.z_dim, num_steps=num_steps, codebook_size=codebook_size)

@@ -71,7 +71,25 @@ class Stage:
     extra: dict[str, Any]
     finish: Callable[[], None] | None = None
     ema: loop.EMA | None = None
-    validate: Callable[[Batch, torch.Generator], dict[str, float]] | None = None  # held-out metrics, no grad
+    validate: Callable[[Any, torch.Generator], dict[str, float]] | None = None  # held-out metrics, no grad
+    train: TrainConfig | None = None  # default: the config's ``section``
+    file_name: str = ""  # the exported model (default ``<kind>.pt``)
+    must_match: tuple[str, ...] = ()  # keys of ``extra`` a resumed checkpoint must share (e.g. the QINCo2 sha256)
+    config_extra: dict[str, Any] | None = None  # more sections of ``config.yaml``
+    card_lines: list[str] | None = None  # more lines of ``MODEL_CARD.md`` (e.g. rates measured from codes)
+
+    def settings(self, config: SPressoConfig) -> TrainConfig:
+        return self.train if self.train is not None else getattr(config, self.section)
+
+    def export_name(self) -> str:
+        return self.file_name or f"{self.kind}.pt"
+
+
+def to_device(batch: Any, device: str) -> Any:
+    """A :class:`Batch` or a tuple of tensors (stage 3) on ``device`` (``has_text`` stays where it is)."""
+    if isinstance(batch, Batch):
+        return Batch(batch.audio.to(device), None if batch.text is None else batch.text.to(device), batch.has_text)
+    return tuple(t.to(device) for t in batch)
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -124,15 +142,17 @@ def _ema(params: list[nn.Parameter], train: TrainConfig) -> loop.EMA | None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: str | Path, device: str = "cpu",
-              steps: int | None = None, progress: bool = True, val_data: ClipSource | str | Path | None = None) -> Path:
+def run_stage(stage: Stage, config: SPressoConfig, data: Any, out_dir: str | Path, device: str = "cpu",
+              steps: int | None = None, progress: bool = True, val_data: Any = None) -> Path:
     """Train ``stage`` to ``steps`` (default: the config's), resuming from ``out_dir/checkpoint.pt`` if present.
 
-    Under torchrun every rank runs this; rank 0 writes the files. Returns the path of ``out_dir/<kind>.pt``.
+    ``data`` / ``val_data``: a :class:`ClipSource` (or its folder) or any source with the same ``batch(batch_size,
+    segment_samples, seed, step, rows)``, ``len`` and ``hours`` (stage 3's latent pairs). Under torchrun every
+    rank runs this; rank 0 writes the files. Returns the path of the exported model (``out_dir/<kind>.pt``).
     """
     from tqdm import tqdm
 
-    train: TrainConfig = getattr(config, stage.section)
+    train: TrainConfig = stage.settings(config)
     where = loop.ranks(device)
     loop.enable_tf32(device)
     total = train.steps if steps is None else steps
@@ -142,12 +162,19 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
     out_dir = Path(out_dir)
     if where.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        for stale in out_dir.glob(".*.pt.*.tmp"):  # a save cut short by a kill (checkpoints are written atomically)
+            stale.unlink()
+        (out_dir / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), **(stage.config_extra or {})},
+                                                            sort_keys=False))
     latest, log_path, val_path = out_dir / "checkpoint.pt", out_dir / "losses.csv", out_dir / "val.csv"
     digests = {name: loop.frozen_digest(m) for name, m in stage.modules.items()}
     start = 0
     if latest.is_file():
         payload = load_checkpoint(latest, stage.kind, config)
+        for key in stage.must_match:
+            if payload["extra"].get(key) != stage.extra.get(key):
+                raise ConfigError(f"{latest}: was trained with another {key.removesuffix('_sha256')} file (sha256 "
+                                  f"{str(payload['extra'].get(key))[:12]}); use a new output folder")
         saved_digests = payload["extra"].get("frozen_sha256", {})
         for name, module in stage.modules.items():
             loop.load_trainable_state(module, payload["model"][name], saved_digests.get(name), str(latest))
@@ -156,7 +183,7 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
         if stage.ema is not None and "__ema__" in payload["optimizers"]:
             stage.ema.load_state_dict(payload["optimizers"]["__ema__"])
         start = int(payload["step"])
-        final = out_dir / f"{stage.kind}.pt"
+        final = out_dir / stage.export_name()
         if start == total and final.is_file():
             return final  # already finished
         if start > total:
@@ -170,7 +197,7 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
         module.to(device).train()
         if train.compile:
             module.compile()
-    val_data = _data(val_data)
+    val_data = _data(val_data) if isinstance(val_data, (str, Path)) else val_data
     scalars = loop.ScalarLog(out_dir, where.is_main)
     saved_step = start if latest.is_file() else None
 
@@ -192,6 +219,8 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
                 save_checkpoint(path, stage.kind, config, model, step, None,
                                 {**stage.extra, "ema_decay": train.ema_decay})
 
+    rank_rows = slice(where.rank * train.batch_size // where.world, (where.rank + 1) * train.batch_size // where.world)
+
     def validate(step: int) -> None:
         if stage.validate is None or val_data is None or not train.val_every_steps:
             return
@@ -200,9 +229,9 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
         sums: dict[str, float] = {}
         with loop.maybe_swapped(stage.ema), torch.no_grad(), loop.autocast(train.precision, device):
             for i in range(train.val_batches):
-                batch = val_data.batch(train.batch_size // where.world, segment, train.seed + 104729, i)
-                batch = Batch(batch.audio.to(device), None if batch.text is None else batch.text.to(device),
-                              batch.has_text)
+                # every rank scores its rows of the same held-out batch (with its own noise draws), averaged
+                batch = to_device(val_data.batch(train.batch_size, segment, train.seed + 104729, i,
+                                                 rank_rows if where.world > 1 else None), device)
                 for k, v in stage.validate(batch, step_generator(train.seed + 104729, i)).items():
                     sums[k] = sums.get(k, 0.0) + float(v) / train.val_batches
         for module in stage.modules.values():
@@ -213,18 +242,17 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
             _write_log(val_path, val_rows)
             scalars.add("val", sums, step)
 
-    rank_rows = slice(where.rank * train.batch_size // where.world, (where.rank + 1) * train.batch_size // where.world)
     batches = stream_batches(data, train.batch_size, segment, train.seed, start, total,
                              rank_rows if where.world > 1 else None, train.num_workers)
     step = start
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"spresso {stage.kind}",
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"spresso {Path(stage.export_name()).stem}",
                disable=not progress or not where.is_main)
     try:
         for step in bar:
             lr = _set_lr(stage.optimizers, train, step, total)
             batch_step, batch = next(batches)
             assert batch_step == step, (batch_step, step)
-            batch = Batch(batch.audio.to(device), None if batch.text is None else batch.text.to(device), batch.has_text)
+            batch = to_device(batch, device)
             losses = stage.step_fn(batch, step_generator(train.seed, step), step)
             bar.set_postfix(loss=f"{losses['loss']:.4f}")
             if where.is_main and ((step + 1) % train.log_every_steps == 0 or step + 1 == total):
@@ -239,13 +267,14 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
     except KeyboardInterrupt:
         done = step  # the interrupted step did not finish
         if done > start:
-            save(done, latest)
+            with loop.ignoring_interrupts():  # a second SIGINT (Slurm + torchrun) must not abort this save
+                save(done, latest)
         raise
     finally:
         scalars.close()
     if stage.finish is not None:
         stage.finish()
-    final = out_dir / f"{stage.kind}.pt"
+    final = out_dir / stage.export_name()
     save(total, final, with_optim=False)
     if stage.finish is not None:  # statistics changed the model: the resume point must carry them
         save(total, latest)
@@ -255,14 +284,14 @@ def run_stage(stage: Stage, config: SPressoConfig, data: ClipSource, out_dir: st
     return final
 
 
-def model_card(stage: Stage, config: SPressoConfig, data: ClipSource, val_data: ClipSource | None, final: Path,
+def model_card(stage: Stage, config: SPressoConfig, data: Any, val_data: Any, final: Path,
                rows: list[dict[str, Any]], val_rows: list[dict[str, Any]], world: int) -> str:
     """Markdown card of one trained model: data, steps, settings, last training and held-out losses."""
-    train: TrainConfig = getattr(config, stage.section)
-    hours = lambda source: sum(f / r for _, f, r in source.items) / 3600  # noqa: E731
+    train: TrainConfig = stage.settings(config)
+    hours = lambda source: source.hours  # noqa: E731
     last = rows[-1] if rows else {}
     lines = [
-        f"# S-PRESSO {stage.kind} model card: {final.name} (sha256 {file_digest(final)[:12]})", "",
+        f"# S-PRESSO {final.stem} model card: {final.name} (sha256 {file_digest(final)[:12]})", "",
         f"- config: {config.name}; time_pool t = {config.latent_encoder.time_pool}"
         + (f" (z {100 / config.latent_encoder.time_pool:.4g} Hz)" if stage.kind == "stage1" else ""),
         f"- data: {len(data)} clips, {hours(data):.3f} h"
@@ -276,6 +305,7 @@ def model_card(stage: Stage, config: SPressoConfig, data: ClipSource, val_data: 
         "- held-out: " + (", ".join(f"{k} {float(v):.5g}" for k, v in val_rows[-1].items() if k != "step")
                           + f" (step {val_rows[-1]['step']})" if val_rows else "not measured"),
         f"- frozen inputs: {', '.join(f'{k} {v}' for k, v in stage.extra.items() if k.endswith('sha256')) or 'none'}",
+        *(stage.card_lines or []),
         "", "Trained with codecbench (random-init start; no published S-PRESSO weights).", "",
     ]
     return "\n".join(lines)
