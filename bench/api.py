@@ -123,7 +123,7 @@ def run(
     # 2. units: everything not yet in the store
     # units carry the requested device ("auto" stays "auto"): each resolves it where it runs (a Slurm GPU node)
     units = expand(cfg, items, device or cfg.device)
-    write_plan(run_dir, units)  # codecbench status reads it
+    write_plan(run_dir, units, failures)  # codecbench status reads it (units, and inputs that failed to load)
     store = RunStore(run_dir)
     from codecbench.bench.faults import reopen_units_with_new_metrics
 
@@ -152,6 +152,7 @@ def run(
             if not todo:
                 break
     totals["units_failed"] = len(todo)
+    totals["failures"] = failure_summary(store, todo, failures)  # which units and inputs failed, and why
     bar.update(len(todo))
     bar.close()
     units_s = time.perf_counter() - started - prepared_s
@@ -208,7 +209,8 @@ def run(
         "inputs_skipped": skipped_files(cfg.dataset),
         "degenerate_points": degenerate.note(table),
         "entropy_coding": entropy_summary,
-        "counts": {**totals, "cache_entries_failed_verification": __import__(
+        "failures": totals["failures"],
+        "counts": {**{k: v for k, v in totals.items() if k != "failures"}, "cache_entries_failed_verification": __import__(
             "codecbench.bench.core.cache", fromlist=["mismatches"]).mismatches()},
         "timings_s": {"prepare": prepared_s, "units": units_s, "total": time.perf_counter() - started},
         "started_at": started_at,
@@ -223,6 +225,21 @@ def run(
         _report(run_dir)
     totals["seconds"] = time.perf_counter() - started
     return RunResult(run_dir=run_dir, table=table, stats=totals)
+
+
+def failure_summary(store: RunStore, failed_units: list[Any], input_failures: list[Any]) -> dict[str, Any]:
+    """What failed in a run, for the summary and the manifest: each failed unit (codec, point, outcome, attempts,
+    first error line) and each input that could not be loaded (recorded once, not retried)."""
+    units = []
+    for unit in failed_units:
+        record = store.read(unit.unit_id) or {}
+        units.append({"unit_id": unit.unit_id, "codec": unit.codec, "point": unit.point.label,
+                      "items": len(unit.items), "outcome": record.get("outcome", "failed-codec"),
+                      "attempts": int(record.get("attempts", 1)),
+                      "error": str(record.get("error", "")).splitlines()[0] if record.get("error") else ""})
+    inputs = [{"item_id": f.item_id, "clip_path": f.clip_path, "error": str(f.error).splitlines()[0] if f.error else ""}
+              for f in input_failures]
+    return {"units": units, "inputs": inputs}
 
 
 def _report(run_dir: Path) -> bool:
@@ -305,7 +322,9 @@ def catalogue(costs: bool = False) -> pd.DataFrame:
 
 
 def status(run_dir: str | Path) -> dict[str, int]:
-    """Counts of a run folder's units: done / running / failed / missing (see :mod:`codecbench.bench.status`)."""
+    """Counts of a run folder's units: done / running / failed / missing (see :mod:`codecbench.bench.status`), and
+    ``inputs_failed``: input files that could not be loaded (failed rows, not units; never retried)."""
     from codecbench.bench import status as status_mod
 
-    return status_mod.summary(status_mod.unit_states(run_dir))
+    return {**status_mod.summary(status_mod.unit_states(run_dir)),
+            "inputs_failed": len(status_mod.input_failures(run_dir))}

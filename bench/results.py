@@ -45,8 +45,8 @@ def unit_rows(units: Iterable[Unit], store: RunStore) -> list[dict[str, Any]]:
         record = store.read(unit.unit_id)
         if record is None:
             continue
-        if record.get("status") == "done":
-            rows.extend(record["rows"])
+        if record.get("status") == "done" or record.get("rows"):
+            rows.extend(record["rows"])  # a failed unit keeps what it computed: ok rows and failed rows with reasons
         else:  # the whole unit failed (e.g. the codec could not be built): one failed row per item
             for ref in unit.items:
                 rows.append({

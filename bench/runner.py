@@ -24,6 +24,7 @@ from codecbench.bench.core import audio as audio_ops
 from codecbench.bench.core.cache import Cache, make_key
 from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.grid import ItemRef, Unit
+from codecbench.bench.records import CodecFault, UnitOutcome, fault_kind
 from codecbench.bench.store import RunStore
 from codecbench.codecs.base import Codec
 
@@ -133,9 +134,9 @@ def _base_row(unit: Unit, codec: Codec | None, ref: ItemRef) -> dict[str, Any]:
     }
 
 
-def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> dict[str, dict[str, Any] | str]:
-    """Decoded record per item id (from the cache, or by running the codec); an error string where it failed."""
-    records: dict[str, dict[str, Any] | str] = {}
+def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> dict[str, dict[str, Any] | CodecFault]:
+    """Decoded record per item id (from the cache, or by running the codec); a CodecFault where it failed."""
+    records: dict[str, dict[str, Any] | CodecFault] = {}
     misses: list[tuple[ItemRef, str]] = []
     for ref in unit.items:
         key = decoded_key(unit, codec, ref.clip_hash)
@@ -165,7 +166,8 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
                     ref, key = batch[i]
                     decoded = result.decoded[j].detach().cpu().numpy().astype(np.float32)
                     if not np.all(np.isfinite(decoded)):
-                        records[ref.item_id] = f"codec output has {int(np.sum(~np.isfinite(decoded)))} NaN/Inf samples"
+                        records[ref.item_id] = CodecFault(
+                            f"codec output has {int(np.sum(~np.isfinite(decoded)))} NaN/Inf samples")
                         continue
                     cache.put_audio("decoded", key, decoded, unit.sample_rate_hz)
                     bitstream = result.bitstreams[j]
@@ -183,13 +185,13 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
                         save_code_streams(cache, key, bitstream)
                     cache.put_json("decoded", key, record)
                     records[ref.item_id] = record
-        except Exception as error:  # a failing batch fails its items, with the reason; the unit goes on
+        except Exception as error:  # a failing batch fails its items (and so the unit), with the reason
             for ref, _ in batch:
-                records.setdefault(ref.item_id, _error_text(error))
+                records.setdefault(ref.item_id, CodecFault(_error_text(error), fault_kind(error)))
     return records
 
 
-def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | str]) -> dict[str, Any]:
+def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | CodecFault]) -> dict[str, Any]:
     """Per decoded item: (reference, degraded, PairRecord) after the unit's length policy and alignment
     (:mod:`codecbench.bench.pairing`; with ``per: condition`` one lag for the unit's items), or an error string."""
     from codecbench.bench import pairing
@@ -214,7 +216,7 @@ def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | st
     return pairs
 
 
-def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | str], stats: UnitStats,
+def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | CodecFault], stats: UnitStats,
                  pairs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Item-metric results per (item id, metric name): {"value", "extras"} or {"error"}."""
     results: dict[str, dict[str, Any]] = {}
@@ -261,8 +263,10 @@ def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | s
 def execute_unit(unit: Unit) -> dict[str, Any]:
     """Run one unit and write its record to the run store; returns the unit's stats.
 
-    Per-item problems (a codec batch failing, a metric failing) become failed rows with their reasons. A failure
-    of the whole unit (e.g. a codec that cannot be built) is recorded with status "failed" and retried on rerun.
+    Per-item problems (a codec batch failing, a metric failing) become failed rows with their reasons. A unit with
+    any codec or environment failure (the codec cannot be built, a batch raises, NaN/Inf output) is recorded with
+    status "failed" (:class:`~codecbench.bench.records.UnitOutcome`), keeping every row it computed, and is retried
+    (``retries``, and on every rerun). Metric failures are failed rows of a done unit.
     """
     started = time.perf_counter()
     store = RunStore(unit.run_dir)
@@ -280,16 +284,18 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
     try:
         codec = codec_instance(unit.codec, dict(unit.codec_options), unit.device)
     except Exception as error:
+        outcome = UnitOutcome.from_error(error, len(unit.items))
         record = {
-            "status": "failed",
-            "error": _error_text(error),
+            "status": outcome.status,
+            "outcome": outcome.kind,
+            "error": outcome.reason,
             "traceback": traceback.format_exc(),
             "rows": [],
             "stats": vars(stats),
             "attempts": (existing or {}).get("attempts", 0) + 1,
         }
         store.write(unit.unit_id, record)
-        return {**vars(stats), "failed": True, "error": record["error"]}
+        return {**vars(stats), "failed": True, "error": record["error"], "outcome": outcome.kind}
     decoded = _decode_items(unit, codec, cache, stats)
     pairs = _pair_items(unit, cache, decoded)
     scores = _score_items(unit, cache, decoded, stats, pairs)
@@ -330,6 +336,12 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
     unavailable = sorted(spec.name for spec in unit.metrics  # recomputed when they become available (api)
                          if metric_instance(spec, unit.cache_dir, unit.device).info.level == "item"
                          and metric_instance(spec, unit.cache_dir, unit.device).availability())
-    store.write(unit.unit_id, {"status": "done", "rows": rows, "stats": vars(stats), "weights": codec.weights_status(),
-                               "metrics_unavailable": unavailable})
+    outcome = UnitOutcome.from_faults([r for r in decoded.values() if isinstance(r, CodecFault)], len(unit.items))
+    record = {"status": outcome.status, "outcome": outcome.kind, "rows": rows, "stats": vars(stats),
+              "weights": codec.weights_status(), "metrics_unavailable": unavailable}
+    if outcome.failed:  # never done: retried, and its rows (ok and failed) still reach the table
+        record.update(error=outcome.reason, attempts=(existing or {}).get("attempts", 0) + 1)
+        store.write(unit.unit_id, record)
+        return {**vars(stats), "failed": True, "error": outcome.reason, "outcome": outcome.kind}
+    store.write(unit.unit_id, record)
     return vars(stats)
