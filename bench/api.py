@@ -27,6 +27,7 @@ from codecbench.bench.core.cache import Cache
 from codecbench.bench.datasets import prepare_items, skipped_files
 from codecbench.bench.executors import create as create_executor
 from codecbench.bench.grid import expand
+from codecbench.bench.records import RunStats
 from codecbench.bench.runner import execute_unit
 from codecbench.bench.status import record_outcome, write_plan
 from codecbench.bench.store import RunStore
@@ -38,7 +39,7 @@ DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 class RunResult:
     run_dir: Path
     table: pd.DataFrame
-    stats: dict[str, Any]
+    stats: RunStats  # counters; also readable by name (result.stats["codec_calls"])
 
 
 def _as_config(config: str | Path | Mapping[str, Any] | config_mod.RunConfig) -> config_mod.RunConfig:
@@ -129,11 +130,11 @@ def run(
 
     reopen_units_with_new_metrics(store, units, cfg, device_name)  # metrics available now that were not then
     todo = [u for u in units if not store.done(u.unit_id)]
-    totals = {"units": len(units), "units_cached": len(units) - len(todo), "units_failed": 0, "codec_calls": 0,
-              "metric_computations": 0, "items": len(items), "clips_failed": len(failures)}
+    totals = RunStats(units=len(units), units_cached=len(units) - len(todo), items=len(items),
+                      clips_failed=len(failures))
     bar = _progress(len(units), f"{cfg.name}", progress)
-    bar.update(totals["units_cached"])
-    bar.set_postfix(done=0, cached=totals["units_cached"], failed=0)
+    bar.update(totals.units_cached)
+    bar.set_postfix(done=0, cached=totals.units_cached, failed=0)
     done = 0
     with create_executor(cfg.executor.name, **dict(cfg.executor.options)) as runner:
         for attempt in range(cfg.retries + 1):  # then failed units only, up to `retries` more times
@@ -144,15 +145,15 @@ def run(
                     continue
                 done += 1
                 if isinstance(outcome, dict):
-                    totals["codec_calls"] += outcome.get("codec_calls", 0)
-                    totals["metric_computations"] += outcome.get("metric_computations", 0)
+                    totals.codec_calls += int(outcome.get("codec_calls", 0))
+                    totals.metric_computations += int(outcome.get("metric_computations", 0))
                 bar.update(1)
-                bar.set_postfix(done=done, cached=totals["units_cached"], failed=len(failed), attempt=attempt + 1)
+                bar.set_postfix(done=done, cached=totals.units_cached, failed=len(failed), attempt=attempt + 1)
             todo = failed
             if not todo:
                 break
-    totals["units_failed"] = len(todo)
-    totals["failures"] = failure_summary(store, todo, failures)  # which units and inputs failed, and why
+    totals.units_failed = len(todo)
+    totals.failures = failure_summary(store, todo, failures)  # which units and inputs failed, and why
     bar.update(len(todo))
     bar.close()
     units_s = time.perf_counter() - started - prepared_s
@@ -161,8 +162,8 @@ def run(
     rows = results_mod.unit_rows(units, store) + results_mod.load_failure_rows(cfg.name, failures)
     item_table, entropy_summary = results_mod.add_entropy_coded_rates(results_mod.to_table(rows), cfg)
     set_rows, set_stats = results_mod.set_metric_rows(cfg, item_table, device_name)
-    totals.update(set_stats)
-    totals["metric_computations"] += set_stats["set_computations"]
+    totals.set_computations, totals.set_cached = set_stats["set_computations"], set_stats["set_cached"]
+    totals.metric_computations += set_stats["set_computations"]
     table = degenerate.mark(results_mod.to_table(item_table.to_dict("records") + set_rows))
     from codecbench.bench.faults import table_unchanged
 
@@ -209,8 +210,8 @@ def run(
         "inputs_skipped": skipped_files(cfg.dataset),
         "degenerate_points": degenerate.note(table),
         "entropy_coding": entropy_summary,
-        "failures": totals["failures"],
-        "counts": {**{k: v for k, v in totals.items() if k != "failures"}, "cache_entries_failed_verification": __import__(
+        "failures": totals.failures,
+        "counts": {**_manifest_counts(totals), "cache_entries_failed_verification": __import__(
             "codecbench.bench.core.cache", fromlist=["mismatches"]).mismatches()},
         "timings_s": {"prepare": prepared_s, "units": units_s, "total": time.perf_counter() - started},
         "started_at": started_at,
@@ -223,8 +224,16 @@ def run(
     # 5. figures and tables
     if cfg.report:
         _report(run_dir)
-    totals["seconds"] = time.perf_counter() - started
+    totals.seconds = time.perf_counter() - started
     return RunResult(run_dir=run_dir, table=table, stats=totals)
+
+
+_MANIFEST_COUNTS = ("units", "units_cached", "units_failed", "codec_calls", "metric_computations", "items",
+                    "clips_failed", "set_computations", "set_cached")
+
+
+def _manifest_counts(stats: RunStats) -> dict[str, int]:
+    return {name: stats[name] for name in _MANIFEST_COUNTS}
 
 
 def failure_summary(store: RunStore, failed_units: list[Any], input_failures: list[Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import math
 import os
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from codecbench.bench.core import audio as audio_ops
 from codecbench.bench.core.cache import Cache, make_key
 from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.grid import ItemRef, Unit
-from codecbench.bench.records import CodecFault, UnitOutcome, fault_kind
+from codecbench.bench.records import COLUMNS, CodecFault, ResultRow, RunStats, UnitOutcome, UnitRecord, fault_kind
 from codecbench.bench.store import RunStore
 from codecbench.codecs.base import Codec
 
@@ -104,17 +103,6 @@ def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-@dataclass
-class UnitStats:
-    codec_calls: int = 0
-    codec_items: int = 0
-    cached_items: int = 0
-    metric_computations: int = 0
-    cached_metric_values: int = 0
-    failed_items: int = 0
-    seconds: float = 0.0
-
-
 def _base_row(unit: Unit, codec: Codec | None, ref: ItemRef) -> dict[str, Any]:
     info = codec.info if codec is not None else None
     return {
@@ -134,7 +122,7 @@ def _base_row(unit: Unit, codec: Codec | None, ref: ItemRef) -> dict[str, Any]:
     }
 
 
-def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> dict[str, dict[str, Any] | CodecFault]:
+def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: RunStats) -> dict[str, dict[str, Any] | CodecFault]:
     """Decoded record per item id (from the cache, or by running the codec); a CodecFault where it failed."""
     records: dict[str, dict[str, Any] | CodecFault] = {}
     misses: list[tuple[ItemRef, str]] = []
@@ -216,7 +204,7 @@ def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | Co
     return pairs
 
 
-def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | CodecFault], stats: UnitStats,
+def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | CodecFault], stats: RunStats,
                  pairs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Item-metric results per (item id, metric name): {"value", "extras"} or {"error"}."""
     results: dict[str, dict[str, Any]] = {}
@@ -280,22 +268,15 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
     if unit.device not in ("cpu", "cuda"):  # "auto" resolves where the unit runs (e.g. on a Slurm GPU node)
         unit = dataclasses.replace(unit, device=resolve_device(unit.device))
     cache = Cache(unit.cache_dir)
-    stats = UnitStats()
+    stats = RunStats()
+    attempts = int((existing or {}).get("attempts", 0))
     try:
         codec = codec_instance(unit.codec, dict(unit.codec_options), unit.device)
     except Exception as error:
         outcome = UnitOutcome.from_error(error, len(unit.items))
-        record = {
-            "status": outcome.status,
-            "outcome": outcome.kind,
-            "error": outcome.reason,
-            "traceback": traceback.format_exc(),
-            "rows": [],
-            "stats": vars(stats),
-            "attempts": (existing or {}).get("attempts", 0) + 1,
-        }
-        store.write(unit.unit_id, record)
-        return {**vars(stats), "failed": True, "error": record["error"], "outcome": outcome.kind}
+        record = UnitRecord(outcome, stats=stats, attempts=attempts + 1, traceback=traceback.format_exc())
+        store.write(unit.unit_id, record.to_json())
+        return {**stats.counts(), "failed": True, "error": outcome.reason, "outcome": outcome.kind}
     decoded = _decode_items(unit, codec, cache, stats)
     pairs = _pair_items(unit, cache, decoded)
     scores = _score_items(unit, cache, decoded, stats, pairs)
@@ -303,15 +284,15 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
         "params_count": codec.num_parameters(),
         "algorithmic_latency_ms": codec.algorithmic_latency_ms(unit.point),
     }
-    rows = []
+    rows: list[ResultRow] = []
     for ref in unit.items:
         base = {**_base_row(unit, codec, ref), **cost, **ref.input_columns}
         record = decoded.get(ref.item_id)
         if not isinstance(record, dict):
             stats.failed_items += 1
-            rows.append({**base, "metric": "", "status": "failed", "stage": "codec", "error": str(record), "value": math.nan})
+            rows.append(ResultRow(**base, status="failed", stage="codec", error=str(record), value=math.nan))
             continue
-        base.update({k: v for k, v in record.items() if k != "processing"})
+        base.update({k: v for k, v in record.items() if k in COLUMNS})  # rates, decoded key and hash, RTFs
         base["extras_processing"] = json.dumps(record.get("processing", {}), sort_keys=True)  # what the codec did
         if isinstance(pairs.get(ref.item_id), tuple):
             base.update(pairs[ref.item_id][2].columns())
@@ -320,28 +301,24 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
             if entry is None:
                 continue  # set-level metric
             metric = metric_instance(spec, unit.cache_dir, unit.device)
-            row = {
-                **base,
-                "metric": spec.name,
-                "unit": metric.info.unit,
-                "higher_is_better": metric.info.higher_is_better,
-            }
+            described = {**base, "metric": spec.name, "unit": metric.info.unit,
+                         "higher_is_better": metric.info.higher_is_better}
             if "error" in entry:
                 stats.failed_items += 1
-                rows.append({**row, "status": "failed", "stage": "metric", "error": entry["error"], "value": math.nan})
+                rows.append(ResultRow(**described, status="failed", stage="metric", error=entry["error"],
+                                      value=math.nan))
             else:
-                rows.append({**row, "status": "ok", "stage": "", "error": "", "value": entry["value"],
-                             "extras": json.dumps(entry.get("extras", {}), sort_keys=True, default=str)})
+                rows.append(ResultRow(**described, status="ok", value=entry["value"],
+                                      extras=json.dumps(entry.get("extras", {}), sort_keys=True, default=str)))
     stats.seconds = time.perf_counter() - started
     unavailable = sorted(spec.name for spec in unit.metrics  # recomputed when they become available (api)
                          if metric_instance(spec, unit.cache_dir, unit.device).info.level == "item"
                          and metric_instance(spec, unit.cache_dir, unit.device).availability())
     outcome = UnitOutcome.from_faults([r for r in decoded.values() if isinstance(r, CodecFault)], len(unit.items))
-    record = {"status": outcome.status, "outcome": outcome.kind, "rows": rows, "stats": vars(stats),
-              "weights": codec.weights_status(), "metrics_unavailable": unavailable}
-    if outcome.failed:  # never done: retried, and its rows (ok and failed) still reach the table
-        record.update(error=outcome.reason, attempts=(existing or {}).get("attempts", 0) + 1)
-        store.write(unit.unit_id, record)
-        return {**vars(stats), "failed": True, "error": outcome.reason, "outcome": outcome.kind}
-    store.write(unit.unit_id, record)
-    return vars(stats)
+    # a failed unit is never done: retried, and its rows (ok and failed) still reach the table
+    record = UnitRecord(outcome, tuple(rows), stats, attempts + 1 if outcome.failed else attempts,
+                        codec.weights_status(), tuple(unavailable))
+    store.write(unit.unit_id, record.to_json())
+    if outcome.failed:
+        return {**stats.counts(), "failed": True, "error": outcome.reason, "outcome": outcome.kind}
+    return stats.counts()
