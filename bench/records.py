@@ -52,6 +52,7 @@ class ResultRow:
     level: str  # "item" or "set"
     metric: str = ""
     unit: str = ""
+    value_column: str = ""  # the metric's name with its unit, e.g. si_sdr_db (the wide tables' column)
     higher_is_better: bool = False
     value: float
     status: str  # "ok", "failed", or a metric's own word for an unreliable value

@@ -5,7 +5,6 @@ names; written as parquet and CSV, failures also to ``failures.csv``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,10 +12,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from codecbench.bench import records
+from codecbench.bench import records, scoring
 from codecbench.bench.config import RunConfig
 from codecbench.bench.core.cache import Cache, make_key
-from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.datasets import ItemFailure
 from codecbench.bench.grid import Unit
 from codecbench.bench.records import ResultRow, UnitRecord
@@ -74,6 +72,7 @@ def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, pr
                 "is_anchor": bool(first.get("is_anchor", False)), "weights": first.get("weights", ""),
                 "point": point, "point_params": first.get("point_params", ""), "level": "set", "item_id": "",
                 "metric": spec.name, "unit": metric.info.unit, "higher_is_better": metric.info.higher_is_better,
+                "value_column": metric.info.column,
                 "duration_s": float(group["duration_s"].sum()), "seed": config.seed,
             }
             for column in RATE_COLUMNS:
@@ -83,34 +82,20 @@ def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, pr
                 continue  # listed with its reason in the manifest
             key = make_key(metric=metric.identity(), sample_rate_hz=config.dataset.sample_rate_hz,
                            pairs=sorted(zip(group["clip_hash"], group["decoded_key"])))
-            entry = cache.get_json("metrics", key)
-            if entry is None:
-                rate = config.dataset.sample_rate_hz
+            rate = config.dataset.sample_rate_hz
+            if cache.get_json("metrics", key) is None:
                 references = [cache.get_audio("clips", h, h, rate) for h in group["clip_hash"]]
                 degraded = [cache.get_audio("decoded", k) for k in group["decoded_key"]]
-                vanished = [i for i, a, b in zip(group["item_id"], references, degraded) if a is None or b is None]
-                try:
-                    if vanished:  # deleted or damaged since the units ran: a failed row naming them, not a number
-                        raise MetricFailure(f"input audio missing or failing verification for items {vanished[:5]} "
-                                            "(delete their unit records under units/ to recompute them)")
-                    value = metric.compute_set(references, degraded, config.dataset.sample_rate_hz)
-                    entry = {"value": value.value, "extras": value.extras}
-                    cache.put_json("metrics", key, entry)
-                except MetricFailure as failure:
-                    entry = {"error": str(failure)}
-                except Exception as error:
-                    entry = {"error": f"{type(error).__name__}: {error}"}
-                stats["set_computations"] += 1
             else:
-                stats["set_cached"] += 1
-            if "error" in entry:
-                rows.append(ResultRow(**base, value=math.nan, status="failed", stage="metric", error=entry["error"]))
+                references, degraded = [], []  # read back from the cache by the engine
+            vanished = [i for i, a, b in zip(group["item_id"], references, degraded) if a is None or b is None]
+            if vanished:  # deleted or damaged since the units ran: a failed row naming them, not a number
+                entry, computed = {"error": f"input audio missing or failing verification for items {vanished[:5]} "
+                                            "(delete their unit records under units/ to recompute them)"}, True
             else:
-                extras = entry.get("extras", {})  # a value a metric marks unreliable (FAD-inf) keeps its reason
-                rows.append(ResultRow(**base, value=entry["value"], status=extras.get("status", "ok"),
-                                      stage="" if extras.get("status", "ok") == "ok" else "metric",
-                                      error=extras.get("status_reason", ""),
-                                      extras=json.dumps(extras, sort_keys=True, default=str)))
+                entry, computed = scoring.score_set(metric, references, degraded, rate, cache, key)
+            stats["set_computations" if computed else "set_cached"] += 1
+            rows.append(ResultRow(**base, **scoring.entry_fields(entry)))
             if progress is not None:
                 progress.update(1)
     return rows, stats

@@ -21,9 +21,9 @@ import torch
 from codecbench.bench.config import MetricSpec
 from codecbench.bench.core import audio as audio_ops
 from codecbench.bench.core.cache import Cache, make_key
-from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.grid import ItemRef, Unit
 from codecbench.bench.records import COLUMNS, CodecFault, ResultRow, RunStats, UnitOutcome, UnitRecord, fault_kind
+from codecbench.bench.scoring import entry_fields, item_metric_key, metric_key  # noqa: F401  (keys live in scoring)
 from codecbench.bench.store import RunStore
 from codecbench.codecs.base import Codec
 
@@ -58,19 +58,6 @@ def decoded_key(unit: Unit, codec: Codec, clip_hash: str) -> str:
         point=unit.point.as_dict(),
         evaluation={"sample_rate_hz": unit.sample_rate_hz, "channels": unit.channels, "resampler": audio_ops.RESAMPLER},
     )
-
-
-def metric_key(metric_identity: dict[str, Any], reference_hash: str, degraded_hash: str, sample_rate_hz: int) -> str:
-    return make_key(metric=metric_identity, reference=reference_hash, degraded=degraded_hash, sample_rate_hz=sample_rate_hz)
-
-
-def item_metric_key(metric_identity: dict[str, Any], clip_hash: str, decoded_record: dict[str, Any],
-                    sample_rate_hz: int, length_policy: str, lag_samples: int) -> str:
-    """Key of one item-metric value: the metric, both signals and how they were paired (length policy, lag)."""
-    pairing_done = {"length_policy": length_policy, "lag_samples": int(lag_samples),
-                    "decoded_padded_samples": decoded_record.get("decoded_padded_samples", 0)}
-    return metric_key({**metric_identity, "pairing": pairing_done}, clip_hash, decoded_record["decoded_hash"],
-                      sample_rate_hz)
 
 
 def save_code_streams(cache: Cache, key: str, bitstream: Any) -> None:
@@ -206,7 +193,9 @@ def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | Co
 
 def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | CodecFault], stats: RunStats,
                  pairs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Item-metric results per (item id, metric name): {"value", "extras"} or {"error"}."""
+    """Item-metric results per (item id, metric name): {"value", "extras"} or {"error"} (bench.scoring)."""
+    from codecbench.bench import scoring
+
     results: dict[str, dict[str, Any]] = {}
     ok = [ref for ref in unit.items if isinstance(pairs.get(ref.item_id), tuple)]
     for spec in unit.metrics:
@@ -218,33 +207,13 @@ def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | C
         for item_id, pair in pairs.items():
             if isinstance(pair, str):
                 results[f"{item_id}|{spec.name}"] = {"error": pair}
-        todo = []
-        for ref in ok:
-            record = decoded[ref.item_id]
-            key = item_metric_key(metric.identity(), ref.clip_hash, record, unit.sample_rate_hz,
-                                  unit.length_policy, pairs[ref.item_id][2].lag.lag_samples)
-            cached = cache.get_json("metrics", key)
-            if cached is not None:
-                results[f"{ref.item_id}|{spec.name}"] = cached
-                stats.cached_metric_values += 1
-            else:
-                todo.append((ref, record, key))
-        if not todo:
-            continue
-        references = [pairs[ref.item_id][0] for ref, _, _ in todo]
-        degraded = [pairs[ref.item_id][1] for ref, _, _ in todo]
-        try:
-            scores = metric.score_batch(references, degraded, unit.sample_rate_hz)
-        except Exception as error:
-            scores = [MetricFailure(_error_text(error))] * len(todo)
-        stats.metric_computations += len(todo)
-        for (ref, _, key), score in zip(todo, scores):
-            if isinstance(score, BaseException):
-                entry = {"error": str(score) or type(score).__name__}
-            else:
-                entry = {"value": score.value, "extras": score.extras}
-                cache.put_json("metrics", key, entry)  # failures are not cached: a fixed setup may succeed later
-            results[f"{ref.item_id}|{spec.name}"] = entry
+        items = [scoring.PairedItem(ref.item_id, pairs[ref.item_id][0], pairs[ref.item_id][1],
+                                    item_metric_key(metric.identity(), ref.clip_hash, decoded[ref.item_id],
+                                                    unit.sample_rate_hz, unit.length_policy,
+                                                    pairs[ref.item_id][2].lag.lag_samples))
+                 for ref in ok]
+        for item_id, entry in scoring.score_items(metric, items, unit.sample_rate_hz, cache, stats).items():
+            results[f"{item_id}|{spec.name}"] = entry
     return results
 
 
@@ -302,14 +271,10 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
                 continue  # set-level metric
             metric = metric_instance(spec, unit.cache_dir, unit.device)
             described = {**base, "metric": spec.name, "unit": metric.info.unit,
-                         "higher_is_better": metric.info.higher_is_better}
+                         "higher_is_better": metric.info.higher_is_better, "value_column": metric.info.column}
             if "error" in entry:
                 stats.failed_items += 1
-                rows.append(ResultRow(**described, status="failed", stage="metric", error=entry["error"],
-                                      value=math.nan))
-            else:
-                rows.append(ResultRow(**described, status="ok", value=entry["value"],
-                                      extras=json.dumps(entry.get("extras", {}), sort_keys=True, default=str)))
+            rows.append(ResultRow(**described, **entry_fields(entry)))
     stats.seconds = time.perf_counter() - started
     unavailable = sorted(spec.name for spec in unit.metrics  # recomputed when they become available (api)
                          if metric_instance(spec, unit.cache_dir, unit.device).info.level == "item"
