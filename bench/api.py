@@ -161,7 +161,8 @@ def run(
     # 3. set-level metrics per operating point, then the table
     rows = results_mod.unit_rows(units, store) + results_mod.load_failure_rows(cfg.name, failures)
     item_table, entropy_summary = results_mod.add_entropy_coded_rates(results_mod.to_table(rows), cfg)
-    set_rows, set_stats = results_mod.set_metric_rows(cfg, item_table, device_name)
+    set_rows, set_stats = results_mod.set_metric_rows(cfg, item_table, device_name,
+                                                      decoded=results_mod.decoded_items(units, store))
     totals.set_computations, totals.set_cached = set_stats["set_computations"], set_stats["set_cached"]
     totals.metric_computations += set_stats["set_computations"]
     table = degenerate.mark(results_mod.to_table(item_table.to_dict("records") + set_rows))

@@ -257,12 +257,14 @@ class UnitRecord:
     weights: str = ""
     metrics_unavailable: tuple[str, ...] = ()
     traceback: str = ""
+    decoded: tuple[dict[str, Any], ...] = ()  # per decoded item: its columns without a metric (for set metrics)
 
     def to_json(self) -> dict[str, Any]:
         """The store's JSON body (``status`` is ``done`` or ``failed``; ``outcome`` the kind)."""
         body: dict[str, Any] = {"status": self.outcome.status, "outcome": self.outcome.kind,
                                 "rows": [row.as_dict() for row in self.rows], "stats": self.stats.counts(),
-                                "weights": self.weights, "metrics_unavailable": list(self.metrics_unavailable)}
+                                "weights": self.weights, "metrics_unavailable": list(self.metrics_unavailable),
+                                "decoded": [dict(d) for d in self.decoded]}
         if self.outcome.failed:
             body.update(error=self.outcome.reason, attempts=self.attempts)
         if self.traceback:
@@ -278,4 +280,5 @@ class UnitRecord:
         stats = RunStats(**{k: v for k, v in (body.get("stats") or {}).items() if k in _STATS_FIELDS and k != "failures"})
         return cls(outcome, tuple(ResultRow.from_mapping(r, strict=False) for r in body.get("rows", [])), stats,
                    int(body.get("attempts", 0)), str(body.get("weights", "")),
-                   tuple(body.get("metrics_unavailable", [])), str(body.get("traceback", "")))
+                   tuple(body.get("metrics_unavailable", [])), str(body.get("traceback", "")),
+                   tuple(d for d in body.get("decoded", []) if isinstance(d, dict)))

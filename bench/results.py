@@ -45,23 +45,39 @@ def unit_rows(units: Iterable[Unit], store: RunStore) -> list[ResultRow]:
     return rows
 
 
+def decoded_items(units: Iterable[Unit], store: RunStore) -> list[dict[str, Any]]:
+    """Every decoded item of the units' records (codec, point, item id, clip hash, decoded key, rates): the inputs
+    of the set metrics, also where no item metric gave a row (a config with set metrics only)."""
+    out: list[dict[str, Any]] = []
+    for unit in units:
+        body = store.read(unit.unit_id)
+        if body is not None:
+            out.extend(UnitRecord.from_json(body).decoded)
+    return out
+
+
 def load_failure_rows(run_name: str, failures: list[ItemFailure]) -> list[ResultRow]:
     return [ResultRow(run=run_name, item_id=f.item_id, clip_path=f.clip_path, level="item", value=math.nan,
                       status="failed", stage="load", error=f.error) for f in failures]
 
 
-def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, progress=None) -> tuple[list[ResultRow], dict[str, int]]:
-    """Set-level metrics per (codec, point) over the items whose decode succeeded; values cached by content."""
+def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, progress=None,
+                    decoded: list[dict[str, Any]] | None = None) -> tuple[list[ResultRow], dict[str, int]]:
+    """Set-level metrics per (codec, point) over the items whose decode succeeded; values cached by content.
+    The items are the item table's decoded rows, plus the ``decoded`` items of the unit records that have no row
+    there (:func:`decoded_items`)."""
     from codecbench.bench.runner import metric_instance
 
     cache = Cache(config.cache_root)
     stats = {"set_computations": 0, "set_cached": 0}
     rows: list[ResultRow] = []
     set_specs = [m for m in config.metrics if metric_instance(m, str(config.cache_root), device).info.level == "set"]
-    if not set_specs or item_table.empty:
+    if not set_specs or (item_table.empty and not decoded):
         return rows, stats
-    decoded = item_table[item_table["decoded_key"].notna() & (item_table["decoded_key"] != "")]
-    decoded = decoded.drop_duplicates(["codec", "point", "item_id"])
+    from_rows = item_table[item_table["decoded_key"].notna() & (item_table["decoded_key"] != "")]
+    decoded = pd.concat([from_rows, pd.DataFrame(decoded)]) if decoded else from_rows
+    decoded = decoded[decoded["decoded_key"].notna() & (decoded["decoded_key"] != "")]
+    decoded = decoded.drop_duplicates(["codec", "point", "item_id"])  # the item table's row first
     for (codec, point), group in decoded.groupby(["codec", "point"], sort=False):
         group = group.sort_values("item_id")
         first = group.iloc[0]

@@ -254,6 +254,7 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
         "algorithmic_latency_ms": codec.algorithmic_latency_ms(unit.point),
     }
     rows: list[ResultRow] = []
+    decoded_items: list[dict[str, Any]] = []  # the set metrics' inputs, also when no item metric gives a row
     for ref in unit.items:
         base = {**_base_row(unit, codec, ref), **cost, **ref.input_columns}
         record = decoded.get(ref.item_id)
@@ -263,6 +264,7 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
             continue
         base.update({k: v for k, v in record.items() if k in COLUMNS})  # rates, decoded key and hash, RTFs
         base["extras_processing"] = json.dumps(record.get("processing", {}), sort_keys=True)  # what the codec did
+        decoded_items.append({k: v for k, v in base.items() if k != "extras_processing"})
         if isinstance(pairs.get(ref.item_id), tuple):
             base.update(pairs[ref.item_id][2].columns())
         for spec in unit.metrics:
@@ -282,7 +284,7 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
     outcome = UnitOutcome.from_faults([r for r in decoded.values() if isinstance(r, CodecFault)], len(unit.items))
     # a failed unit is never done: retried, and its rows (ok and failed) still reach the table
     record = UnitRecord(outcome, tuple(rows), stats, attempts + 1 if outcome.failed else attempts,
-                        codec.weights_status(), tuple(unavailable))
+                        codec.weights_status(), tuple(unavailable), decoded=tuple(decoded_items))
     store.write(unit.unit_id, record.to_json())
     if outcome.failed:
         return {**stats.counts(), "failed": True, "error": outcome.reason, "outcome": outcome.kind}
