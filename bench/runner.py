@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 import traceback
 from typing import Any
@@ -231,7 +230,9 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
     if existing is not None and existing.get("status") == "done":
         return {**existing["stats"], "skipped": True}
     if unit.weights_dir:
-        os.environ["CODECBENCH_WEIGHTS"] = unit.weights_dir
+        from codecbench.bench.core import weights
+
+        weights.use_directory(unit.weights_dir)  # this process (a pool worker, a Slurm node) finds the run's weights
     from codecbench.bench.config import resolve_device
 
     if unit.device not in ("cpu", "cuda"):  # "auto" resolves where the unit runs (e.g. on a Slurm GPU node)
