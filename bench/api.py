@@ -24,9 +24,10 @@ from codecbench.bench import manifest as manifest_mod
 from codecbench.bench import results as results_mod
 from codecbench.bench.core import weights
 from codecbench.bench.core.cache import Cache
-from codecbench.bench.datasets import prepare_items, skipped_files
+from codecbench.bench.datasets import prepare_items
 from codecbench.bench.executors import create as create_executor
 from codecbench.bench.grid import expand
+from codecbench.bench.records import RunStats
 from codecbench.bench.runner import execute_unit
 from codecbench.bench.status import record_outcome, write_plan
 from codecbench.bench.store import RunStore
@@ -38,7 +39,7 @@ DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 class RunResult:
     run_dir: Path
     table: pd.DataFrame
-    stats: dict[str, Any]
+    stats: RunStats  # counters; also readable by name (result.stats["codec_calls"])
 
 
 def _as_config(config: str | Path | Mapping[str, Any] | config_mod.RunConfig) -> config_mod.RunConfig:
@@ -83,10 +84,32 @@ def run(
 
     A finished run is recognised unit by unit: rerunning it makes no codec call and no metric computation.
     """
-    cfg = _as_config(config)
     from codecbench.bench.core.cache import reset_mismatches
 
     reset_mismatches()  # cache entries failing verification: said once per run, counted in the manifest
+    started_at, started = manifest_mod.now(), time.perf_counter()
+    cfg = _resolve_dataset(_with_overrides(_as_config(config), out, executor, workers, report))
+    if cfg.weights_dir:
+        weights.use_directory(cfg.weights_dir)
+    device_name = config_mod.resolve_device(device or cfg.device)
+    _write_config(cfg)
+    items, failures = _prepare_items(cfg)  # 1. clips -> items, in the content-addressed cache
+    prepared_s = time.perf_counter() - started
+    units, store, totals = _plan_units(cfg, items, failures, device, device_name)  # 2. the grid, in plan.json
+    _run_units(cfg, units, store, totals, failures, progress)  # 3. every unit not done, with retries
+    units_s = time.perf_counter() - started - prepared_s
+    table, entropy_summary = _assemble_table(cfg, units, store, failures, device_name, totals)  # 4. set metrics
+    timings = {"prepare": prepared_s, "units": units_s, "total": time.perf_counter() - started}
+    manifest_mod.write_run_manifest(cfg, table, totals, device_name, entropy_summary, timings, started_at)  # 5.
+    if cfg.report:  # 6. figures and tables
+        _report(cfg.run_dir)
+    totals.seconds = time.perf_counter() - started
+    return RunResult(run_dir=cfg.run_dir, table=table, stats=totals)
+
+
+def _with_overrides(cfg: config_mod.RunConfig, out: str | Path | None, executor: str | None, workers: int | None,
+                    report: bool | None) -> config_mod.RunConfig:
+    """The config with the command line's ``--out``, ``--executor``, ``--workers`` and ``--no-report``."""
     if out is not None:
         cfg = dataclasses.replace(cfg, output=str(out))
     if executor is not None or workers is not None:
@@ -97,43 +120,51 @@ def run(
         cfg = dataclasses.replace(cfg, executor=config_mod.ExecutorSpec(executor or cfg.executor.name, options))
     if report is not None:
         cfg = dataclasses.replace(cfg, report=report)
-    if cfg.weights_dir:
-        import os
+    return cfg
 
-        os.environ[weights.ENV_WEIGHTS] = cfg.weights_dir
-    started_at, started = manifest_mod.now(), time.perf_counter()
-    device_name = config_mod.resolve_device(device or cfg.device)
-    cfg = _resolve_dataset(cfg)
-    run_dir = cfg.run_dir
+
+def _write_config(cfg: config_mod.RunConfig) -> None:
     from codecbench.bench.faults import write_if_changed
 
-    write_if_changed(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+    write_if_changed(cfg.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
 
-    # 1. clips -> items (validated, evaluation format), written once into the content-addressed cache
-    items, failures = prepare_items(cfg.dataset)
+
+def _prepare_items(cfg: config_mod.RunConfig) -> tuple[list[Any], list[Any]]:
+    """Clips -> items (validated, evaluation format), written once into the content-addressed cache; and the
+    input failures (bad clips, and clips an earlier run of the folder used that are gone now)."""
     from codecbench.bench.faults import vanished_clips
 
-    failures = [*failures, *vanished_clips(run_dir, items, failures)]  # a clip deleted since: a failed row
+    items, failures = prepare_items(cfg.dataset)
+    failures = [*failures, *vanished_clips(cfg.run_dir, items, failures)]  # a clip deleted since: a failed row
     cache = Cache(cfg.cache_root)
     for item in items:  # verified (digest and sample hash): a damaged prepared clip is rewritten from its source
         if not cache.has_audio("clips", item.clip_hash, item.clip_hash, item.sample_rate_hz):
             cache.put_audio("clips", item.clip_hash, item.audio, item.sample_rate_hz)
-    prepared_s = time.perf_counter() - started
+    return items, failures
 
-    # 2. units: everything not yet in the store
-    # units carry the requested device ("auto" stays "auto"): each resolves it where it runs (a Slurm GPU node)
-    units = expand(cfg, items, device or cfg.device)
-    write_plan(run_dir, units)  # codecbench status reads it
-    store = RunStore(run_dir)
+
+def _plan_units(cfg: config_mod.RunConfig, items: list[Any], failures: list[Any], device: str | None,
+                device_name: str) -> tuple[list[Any], RunStore, RunStats]:
+    """The grid's units (written to plan.json with the input failures), the store, and the run's counters."""
     from codecbench.bench.faults import reopen_units_with_new_metrics
 
+    # units carry the requested device ("auto" stays "auto"): each resolves it where it runs (a Slurm GPU node)
+    units = expand(cfg, items, device or cfg.device)
+    write_plan(cfg.run_dir, units, failures)  # codecbench status reads it (units, and inputs that failed to load)
+    store = RunStore(cfg.run_dir)
     reopen_units_with_new_metrics(store, units, cfg, device_name)  # metrics available now that were not then
+    cached = sum(1 for u in units if store.done(u.unit_id))
+    return units, store, RunStats(units=len(units), units_cached=cached, items=len(items), clips_failed=len(failures))
+
+
+def _run_units(cfg: config_mod.RunConfig, units: list[Any], store: RunStore, totals: RunStats,
+               failures: list[Any], progress: bool) -> None:
+    """Every unit not done in the store, on the config's executor; failed units again up to ``retries`` times.
+    Counts what ran into ``totals`` (and which units and inputs failed, ``totals.failures``)."""
     todo = [u for u in units if not store.done(u.unit_id)]
-    totals = {"units": len(units), "units_cached": len(units) - len(todo), "units_failed": 0, "codec_calls": 0,
-              "metric_computations": 0, "items": len(items), "clips_failed": len(failures)}
     bar = _progress(len(units), f"{cfg.name}", progress)
-    bar.update(totals["units_cached"])
-    bar.set_postfix(done=0, cached=totals["units_cached"], failed=0)
+    bar.update(totals.units_cached)
+    bar.set_postfix(done=0, cached=totals.units_cached, failed=0)
     done = 0
     with create_executor(cfg.executor.name, **dict(cfg.executor.options)) as runner:
         for attempt in range(cfg.retries + 1):  # then failed units only, up to `retries` more times
@@ -144,85 +175,56 @@ def run(
                     continue
                 done += 1
                 if isinstance(outcome, dict):
-                    totals["codec_calls"] += outcome.get("codec_calls", 0)
-                    totals["metric_computations"] += outcome.get("metric_computations", 0)
+                    totals.codec_calls += int(outcome.get("codec_calls", 0))
+                    totals.metric_computations += int(outcome.get("metric_computations", 0))
                 bar.update(1)
-                bar.set_postfix(done=done, cached=totals["units_cached"], failed=len(failed), attempt=attempt + 1)
+                bar.set_postfix(done=done, cached=totals.units_cached, failed=len(failed), attempt=attempt + 1)
             todo = failed
             if not todo:
                 break
-    totals["units_failed"] = len(todo)
+    totals.units_failed = len(todo)
+    totals.failures = failure_summary(store, todo, failures)  # which units and inputs failed, and why
     bar.update(len(todo))
     bar.close()
-    units_s = time.perf_counter() - started - prepared_s
 
-    # 3. set-level metrics per operating point, then the table
-    rows = results_mod.unit_rows(units, store) + results_mod.load_failure_rows(cfg.name, failures)
-    item_table, entropy_summary = results_mod.add_entropy_coded_rates(results_mod.to_table(rows), cfg)
-    set_rows, set_stats = results_mod.set_metric_rows(cfg, item_table, device_name)
-    totals.update(set_stats)
-    totals["metric_computations"] += set_stats["set_computations"]
-    table = degenerate.mark(results_mod.to_table(item_table.to_dict("records") + set_rows))
+
+def _assemble_table(cfg: config_mod.RunConfig, units: list[Any], store: RunStore, failures: list[Any],
+                    device_name: str, totals: RunStats) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Unit rows + input failure rows, entropy-coded rates, set-level metrics per operating point, degenerate
+    flags -> the results table, written (with bitstream_stats.csv) unless the folder already holds it."""
     from codecbench.bench.faults import table_unchanged
 
+    rows = results_mod.unit_rows(units, store) + results_mod.load_failure_rows(cfg.name, failures)
+    item_table, entropy_summary = results_mod.add_entropy_coded_rates(results_mod.to_table(rows), cfg)
+    set_rows, set_stats = results_mod.set_metric_rows(cfg, item_table, device_name,
+                                                      decoded=results_mod.decoded_items(units, store))
+    totals.set_computations, totals.set_cached = set_stats["set_computations"], set_stats["set_cached"]
+    totals.metric_computations += set_stats["set_computations"]
+    table = degenerate.mark(results_mod.to_table(item_table.to_dict("records") + set_rows))
     bitstream_rows = entropy_summary.pop("bitstream_stats", [])
-    if not table_unchanged(table, run_dir):  # a finished run in a read-only folder writes nothing
-        results_mod.write(table, run_dir)
+    if not table_unchanged(table, cfg.run_dir):  # a finished run in a read-only folder writes nothing
+        results_mod.write(table, cfg.run_dir)
         if bitstream_rows:  # codebook utilisation, perplexity, tokens/s per discrete point (codecs/bitstream_stats.py)
-            import pandas as pd
             from codecbench.bench.core.cache import atomic_write_bytes
 
-            atomic_write_bytes(run_dir / "bitstream_stats.csv",
+            atomic_write_bytes(cfg.run_dir / "bitstream_stats.csv",
                                pd.DataFrame(bitstream_rows).to_csv(index=False).encode("utf-8"))
+    return table, entropy_summary
 
-    # 4. manifest
-    from codecbench.bench.runner import metric_instance
 
-    unavailable = {}
-    for spec in cfg.metrics:
-        reason = metric_instance(spec, str(cfg.cache_root), device_name).availability()
-        if reason:
-            unavailable[spec.name] = reason
-    weights_status = (
-        table[table["codec"] != ""].groupby("codec")["weights"].agg(lambda s: sorted(set(s) - {""})).to_dict()
-    )
-    manifest = {
-        "run": cfg.name,
-        "config": cfg.to_dict(),
-        "seed": cfg.seed,
-        "versions": manifest_mod.package_versions(),
-        "git_commit": manifest_mod.git_commit(),
-        "hardware": manifest_mod.hardware(device_name),
-        "executor": cfg.executor.name,
-        "cache_dir": str(cfg.cache_root.resolve()),
-        "evaluation": {
-            "sample_rate_hz": cfg.dataset.sample_rate_hz,
-            "channels": cfg.dataset.channels,
-            "resampler": __import__("codecbench.bench.core.audio", fromlist=["RESAMPLER"]).RESAMPLER,
-            "downmix_policy": "mean of channels" if cfg.dataset.channels == 1 else "none",
-            "segment_s": cfg.dataset.segment_s,
-        },
-        "weights": {"directory": str(weights.weights_dir(cfg.weights_dir)), "offline": weights.is_offline(),
-                    "codecs": weights_status},
-        "metrics_unavailable": unavailable,
-        "inputs_skipped": skipped_files(cfg.dataset),
-        "degenerate_points": degenerate.note(table),
-        "entropy_coding": entropy_summary,
-        "counts": {**totals, "cache_entries_failed_verification": __import__(
-            "codecbench.bench.core.cache", fromlist=["mismatches"]).mismatches()},
-        "timings_s": {"prepare": prepared_s, "units": units_s, "total": time.perf_counter() - started},
-        "started_at": started_at,
-        "finished_at": manifest_mod.now(),
-    }
-    from codecbench.bench.faults import write_manifest
-
-    write_manifest(run_dir / "manifest.json", manifest)
-
-    # 5. figures and tables
-    if cfg.report:
-        _report(run_dir)
-    totals["seconds"] = time.perf_counter() - started
-    return RunResult(run_dir=run_dir, table=table, stats=totals)
+def failure_summary(store: RunStore, failed_units: list[Any], input_failures: list[Any]) -> dict[str, Any]:
+    """What failed in a run, for the summary and the manifest: each failed unit (codec, point, outcome, attempts,
+    first error line) and each input that could not be loaded (recorded once, not retried)."""
+    units = []
+    for unit in failed_units:
+        record = store.read(unit.unit_id) or {}
+        units.append({"unit_id": unit.unit_id, "codec": unit.codec, "point": unit.point.label,
+                      "items": len(unit.items), "outcome": record.get("outcome", "failed-codec"),
+                      "attempts": int(record.get("attempts", 1)),
+                      "error": str(record.get("error", "")).splitlines()[0] if record.get("error") else ""})
+    inputs = [{"item_id": f.item_id, "clip_path": f.clip_path, "error": str(f.error).splitlines()[0] if f.error else ""}
+              for f in input_failures]
+    return {"units": units, "inputs": inputs}
 
 
 def _report(run_dir: Path) -> bool:
@@ -305,7 +307,9 @@ def catalogue(costs: bool = False) -> pd.DataFrame:
 
 
 def status(run_dir: str | Path) -> dict[str, int]:
-    """Counts of a run folder's units: done / running / failed / missing (see :mod:`codecbench.bench.status`)."""
+    """Counts of a run folder's units: done / running / failed / missing (see :mod:`codecbench.bench.status`), and
+    ``inputs_failed``: input files that could not be loaded (failed rows, not units; never retried)."""
     from codecbench.bench import status as status_mod
 
-    return status_mod.summary(status_mod.unit_states(run_dir))
+    return {**status_mod.summary(status_mod.unit_states(run_dir)),
+            "inputs_failed": len(status_mod.input_failures(run_dir))}

@@ -4,7 +4,8 @@
 Exit codes: 0 success; 2 bad input (config, argument or input file: a one-line error naming the key, argument or
 file; :class:`~codecbench.bench.core.errors.CodecbenchError`); 3 an environment fault (disk full, permission
 denied, read-only folder, missing file: a one-line error saying what and where; partial work is kept, rerun to
-resume); 130 interrupted.
+resume); 4 ``run`` finished but something failed (a unit's codec or environment, or an input file; a summary is
+printed; ``--allow-failures`` exits 0); 130 interrupted.
 """
 
 from __future__ import annotations

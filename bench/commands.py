@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+EXIT_FAILURES = 4  # `run`: a unit failed (codec or environment) or an input file could not be loaded
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="run the built-in demo benchmark (classic codecs + anchors, generated SFX)")
@@ -12,6 +14,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.add_argument("--allow-downloads", action="store_true",
                       help="let metric models fetch absent weights (default: offline, such metrics are listed as unavailable)")
+    demo.add_argument("--allow-failures", action="store_true",
+                      help=f"exit 0 even when units failed (default: exit {EXIT_FAILURES})")
     demo.set_defaults(func=_demo)
 
     run = sub.add_parser("run", help="run or resume a benchmark from a YAML config")
@@ -22,6 +26,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--workers", type=int, default=None, help="local executor: parallel worker processes")
     run.add_argument("--no-report", action="store_true", help="skip figures and tables at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--allow-failures", action="store_true",
+                     help=f"exit 0 even when units or inputs failed (default: exit {EXIT_FAILURES}); "
+                     "the failure summary is printed either way")
     run.set_defaults(func=_run)
 
     codecs = sub.add_parser("codecs", help="print the codec catalogue (operating points and computed bitrates)")
@@ -63,11 +70,57 @@ def _summary(result) -> None:
                   + (f"; report: {report}" if report.is_file() else ""))
 
 
+def failure_lines(failures: dict, limit: int = 12) -> list[str]:
+    """The one-screen failure summary: failed units grouped by codec, point set, outcome and first error line;
+    inputs that could not be loaded (with the first reasons). At most ``limit`` detail lines."""
+    from collections import defaultdict
+
+    units, inputs = failures.get("units", []), failures.get("inputs", [])
+    lines: list[str] = []
+    if units:
+        groups: dict[tuple, list] = defaultdict(list)
+        for unit in units:
+            groups[(unit["codec"], unit["outcome"], unit["error"])].append(unit)
+        lines.append(f"{len(units)} unit(s) failed (retried; a rerun retries them again):")
+        for (codec, outcome, error), members in list(groups.items())[:limit]:
+            points = sorted({m["point"] for m in members})
+            shown = ", ".join(points[:4]) + (f", +{len(points) - 4} more" if len(points) > 4 else "")
+            attempts = max(m["attempts"] for m in members)
+            lines.append(f"  {codec} [{shown}]: {len(members)} unit(s), {outcome}, {attempts} attempt(s): {error[:200]}")
+        if len(groups) > limit:
+            lines.append(f"  ... and {len(groups) - limit} more groups (codecbench status RUN_DIR lists every unit)")
+    if inputs:
+        lines.append(f"{len(inputs)} input file(s) failed to load (recorded once, not retried):")
+        for entry in inputs[:5]:
+            lines.append(f"  {entry['clip_path']}: {entry['error'][:200]}")
+        if len(inputs) > 5:
+            lines.append(f"  ... and {len(inputs) - 5} more (failures.csv)")
+    return lines
+
+
+def _exit_code(result, allow_failures: bool) -> int:
+    """0, or :data:`EXIT_FAILURES` when a unit or an input failed (unless ``allow_failures``); prints the summary."""
+    import sys
+
+    failures = result.stats.get("failures", {})
+    lines = failure_lines(failures)
+    if not lines:
+        return 0
+    for line in lines:
+        print(line, file=sys.stderr)
+    if allow_failures:
+        print("codecbench: finished with failures (--allow-failures: exit 0)", file=sys.stderr)
+        return 0
+    print(f"codecbench: finished with failures (exit {EXIT_FAILURES}; --allow-failures to exit 0)", file=sys.stderr)
+    return EXIT_FAILURES
+
+
 def _demo(args: argparse.Namespace) -> int:
     from codecbench.bench import api
 
-    _summary(api.demo(out=args.out, device=args.device, progress=not args.quiet, allow_downloads=args.allow_downloads))
-    return 0
+    result = api.demo(out=args.out, device=args.device, progress=not args.quiet, allow_downloads=args.allow_downloads)
+    _summary(result)
+    return _exit_code(result, args.allow_failures)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -76,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     result = api.run(args.config, out=args.out, device=args.device, executor=args.executor, workers=args.workers,
                      progress=not args.quiet, report=False if args.no_report else None)
     _summary(result)
-    return 1 if result.stats["units_failed"] else 0
+    return _exit_code(result, args.allow_failures)
 
 
 def _codecs(args: argparse.Namespace) -> int:

@@ -5,7 +5,6 @@ names; written as parquet and CSV, failures also to ``failures.csv``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,70 +12,72 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from codecbench.bench import records, scoring
 from codecbench.bench.config import RunConfig
 from codecbench.bench.core.cache import Cache, make_key
-from codecbench.bench.core.errors import MetricFailure
-from codecbench.bench.datasets import INPUT_COLUMNS, ItemFailure
+from codecbench.bench.datasets import ItemFailure
 from codecbench.bench.grid import Unit
-from codecbench.bench.pairing import PAIR_COLUMNS
+from codecbench.bench.records import ResultRow, UnitRecord
 from codecbench.bench.store import RunStore
 
-COLUMNS = [
-    "run", "codec", "codec_kind", "is_anchor", "weights", "point", "point_params",
-    "bitrate_kbps", "serialized_kbps", "container_overhead_kbps", "entropy_coded_kbps", "frame_rate_hz",
-    "compression_ratio", "rate_source", "params_count", "algorithmic_latency_ms", "encode_rtf", "decode_rtf",
-    "item_id", "clip_path", "clip_hash", "decoded_key", "duration_s", "level", "metric", "unit",
-    "higher_is_better", "value", "status", "stage", "error", "extras", "extras_processing", "seed",
-]
-# per-item records: what was done to the input file (datasets.InputRecord), to the pair before the metrics
-# (pairing.PairRecord), the decoded content hash and the degenerate-model flag (bench/degenerate.py)
-RECORD_COLUMNS = [*INPUT_COLUMNS, *PAIR_COLUMNS, "decoded_hash", "degenerate"]
-RECORD_NUMERIC = [c for c in RECORD_COLUMNS
-                  if c.endswith(("_hz", "_s", "_ms", "_samples", "_frames", "_correlation", "_z"))] + ["input_channels"]
-COLUMNS += RECORD_COLUMNS
+COLUMNS = list(records.COLUMNS)  # the table's columns, in order: the fields of records.ResultRow
 RATE_COLUMNS = ["bitrate_kbps", "serialized_kbps", "container_overhead_kbps", "entropy_coded_kbps",
                 "frame_rate_hz", "compression_ratio", "params_count", "algorithmic_latency_ms",
                 "encode_rtf", "decode_rtf"]
 
 
-def unit_rows(units: Iterable[Unit], store: RunStore) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def unit_rows(units: Iterable[Unit], store: RunStore) -> list[ResultRow]:
+    rows: list[ResultRow] = []
     for unit in units:
-        record = store.read(unit.unit_id)
-        if record is None:
+        body = store.read(unit.unit_id)
+        if body is None:
             continue
-        if record.get("status") == "done":
-            rows.extend(record["rows"])
-        else:  # the whole unit failed (e.g. the codec could not be built): one failed row per item
+        record = UnitRecord.from_json(body)
+        if record.rows:
+            rows.extend(record.rows)  # a failed unit keeps what it computed: ok rows and failed rows with reasons
+        elif record.outcome.failed:  # the whole unit failed (e.g. the codec could not be built): a failed row per item
             for ref in unit.items:
-                rows.append({
-                    "run": unit.run_name, "codec": unit.codec, "point": unit.point.label,
-                    "point_params": unit.point.to_json(), "item_id": ref.item_id, "clip_path": ref.clip_path,
-                    "clip_hash": ref.clip_hash, "duration_s": ref.duration_s, "level": "item", "metric": "",
-                    "value": math.nan, "status": "failed", "stage": "codec", "error": record.get("error", ""),
-                    "seed": unit.seed,
-                })
+                rows.append(ResultRow(
+                    run=unit.run_name, codec=unit.codec, point=unit.point.label, point_params=unit.point.to_json(),
+                    item_id=ref.item_id, clip_path=ref.clip_path, clip_hash=ref.clip_hash, duration_s=ref.duration_s,
+                    level="item", value=math.nan, status="failed", stage="codec",
+                    error=record.outcome.reason or f"unit {unit.unit_id} failed", seed=unit.seed))
     return rows
 
 
-def load_failure_rows(run_name: str, failures: list[ItemFailure]) -> list[dict[str, Any]]:
-    return [{"run": run_name, "codec": "", "item_id": f.item_id, "clip_path": f.clip_path, "level": "item",
-             "metric": "", "value": math.nan, "status": "failed", "stage": "load", "error": f.error}
-            for f in failures]
+def decoded_items(units: Iterable[Unit], store: RunStore) -> list[dict[str, Any]]:
+    """Every decoded item of the units' records (codec, point, item id, clip hash, decoded key, rates): the inputs
+    of the set metrics, also where no item metric gave a row (a config with set metrics only)."""
+    out: list[dict[str, Any]] = []
+    for unit in units:
+        body = store.read(unit.unit_id)
+        if body is not None:
+            out.extend(UnitRecord.from_json(body).decoded)
+    return out
 
 
-def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, progress=None) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Set-level metrics per (codec, point) over the items whose decode succeeded; values cached by content."""
+def load_failure_rows(run_name: str, failures: list[ItemFailure]) -> list[ResultRow]:
+    return [ResultRow(run=run_name, item_id=f.item_id, clip_path=f.clip_path, level="item", value=math.nan,
+                      status="failed", stage="load", error=f.error) for f in failures]
+
+
+def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, progress=None,
+                    decoded: list[dict[str, Any]] | None = None) -> tuple[list[ResultRow], dict[str, int]]:
+    """Set-level metrics per (codec, point) over the items whose decode succeeded; values cached by content.
+    The items are the item table's decoded rows, plus the ``decoded`` items of the unit records that have no row
+    there (:func:`decoded_items`)."""
     from codecbench.bench.runner import metric_instance
 
     cache = Cache(config.cache_root)
     stats = {"set_computations": 0, "set_cached": 0}
-    rows: list[dict[str, Any]] = []
+    rows: list[ResultRow] = []
     set_specs = [m for m in config.metrics if metric_instance(m, str(config.cache_root), device).info.level == "set"]
-    if not set_specs or item_table.empty:
+    if not set_specs or (item_table.empty and not decoded):
         return rows, stats
-    decoded = item_table[item_table["decoded_key"].notna() & (item_table["decoded_key"] != "")]
-    decoded = decoded.drop_duplicates(["codec", "point", "item_id"])
+    from_rows = item_table[item_table["decoded_key"].notna() & (item_table["decoded_key"] != "")]
+    decoded = pd.concat([from_rows, pd.DataFrame(decoded)]) if decoded else from_rows
+    decoded = decoded[decoded["decoded_key"].notna() & (decoded["decoded_key"] != "")]
+    decoded = decoded.drop_duplicates(["codec", "point", "item_id"])  # the item table's row first
     for (codec, point), group in decoded.groupby(["codec", "point"], sort=False):
         group = group.sort_values("item_id")
         first = group.iloc[0]
@@ -87,6 +88,7 @@ def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, pr
                 "is_anchor": bool(first.get("is_anchor", False)), "weights": first.get("weights", ""),
                 "point": point, "point_params": first.get("point_params", ""), "level": "set", "item_id": "",
                 "metric": spec.name, "unit": metric.info.unit, "higher_is_better": metric.info.higher_is_better,
+                "value_column": metric.info.column,
                 "duration_s": float(group["duration_s"].sum()), "seed": config.seed,
             }
             for column in RATE_COLUMNS:
@@ -96,34 +98,20 @@ def set_metric_rows(config: RunConfig, item_table: pd.DataFrame, device: str, pr
                 continue  # listed with its reason in the manifest
             key = make_key(metric=metric.identity(), sample_rate_hz=config.dataset.sample_rate_hz,
                            pairs=sorted(zip(group["clip_hash"], group["decoded_key"])))
-            entry = cache.get_json("metrics", key)
-            if entry is None:
-                rate = config.dataset.sample_rate_hz
+            rate = config.dataset.sample_rate_hz
+            if cache.get_json("metrics", key) is None:
                 references = [cache.get_audio("clips", h, h, rate) for h in group["clip_hash"]]
                 degraded = [cache.get_audio("decoded", k) for k in group["decoded_key"]]
-                vanished = [i for i, a, b in zip(group["item_id"], references, degraded) if a is None or b is None]
-                try:
-                    if vanished:  # deleted or damaged since the units ran: a failed row naming them, not a number
-                        raise MetricFailure(f"input audio missing or failing verification for items {vanished[:5]} "
-                                            "(delete their unit records under units/ to recompute them)")
-                    value = metric.compute_set(references, degraded, config.dataset.sample_rate_hz)
-                    entry = {"value": value.value, "extras": value.extras}
-                    cache.put_json("metrics", key, entry)
-                except MetricFailure as failure:
-                    entry = {"error": str(failure)}
-                except Exception as error:
-                    entry = {"error": f"{type(error).__name__}: {error}"}
-                stats["set_computations"] += 1
             else:
-                stats["set_cached"] += 1
-            if "error" in entry:
-                rows.append({**base, "value": math.nan, "status": "failed", "stage": "metric", "error": entry["error"]})
+                references, degraded = [], []  # read back from the cache by the engine
+            vanished = [i for i, a, b in zip(group["item_id"], references, degraded) if a is None or b is None]
+            if vanished:  # deleted or damaged since the units ran: a failed row naming them, not a number
+                entry, computed = {"error": f"input audio missing or failing verification for items {vanished[:5]} "
+                                            "(delete their unit records under units/ to recompute them)"}, True
             else:
-                extras = entry.get("extras", {})  # a value a metric marks unreliable (FAD-inf) keeps its reason
-                rows.append({**base, "value": entry["value"], "status": extras.get("status", "ok"),
-                             "stage": "" if extras.get("status", "ok") == "ok" else "metric",
-                             "error": extras.get("status_reason", ""),
-                             "extras": json.dumps(extras, sort_keys=True, default=str)})
+                entry, computed = scoring.score_set(metric, references, degraded, rate, cache, key)
+            stats["set_computations" if computed else "set_cached"] += 1
+            rows.append(ResultRow(**base, **scoring.entry_fields(entry)))
             if progress is not None:
                 progress.update(1)
     return rows, stats
@@ -175,22 +163,19 @@ def add_entropy_coded_rates(table: pd.DataFrame, config: RunConfig) -> tuple[pd.
     return table, summary
 
 
-def to_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows -> the tidy table with every column of :data:`COLUMNS` in that order and stable dtypes."""
-    table = pd.DataFrame(rows)
-    for column in COLUMNS:
-        if column not in table:
-            table[column] = np.nan if column in RATE_COLUMNS + RECORD_NUMERIC + ["value", "duration_s"] else ""
-    table = table[COLUMNS]
-    for column in RATE_COLUMNS + ["value", "duration_s"] + RECORD_NUMERIC:
-        table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
-    for column in ("is_anchor", "higher_is_better", "input_truncation_suspected"):
-        table[column] = table[column].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else False)
-    text = [c for c in COLUMNS if c not in RATE_COLUMNS + RECORD_NUMERIC + ["value", "duration_s", "is_anchor",
-                                                                          "higher_is_better", "seed",
-                                                                          "input_truncation_suspected"]]
-    table[text] = table[text].fillna("").astype(str)
-    table["seed"] = pd.to_numeric(table["seed"], errors="coerce").fillna(-1).astype("int64")
+def to_table(rows: Iterable[ResultRow | dict[str, Any]]) -> pd.DataFrame:
+    """Rows (:class:`~codecbench.bench.records.ResultRow`, or mappings of its columns) -> the tidy table: the
+    columns and their kinds are ResultRow's fields (float, int, bool, str), in that order."""
+    table = pd.DataFrame([row.as_tuple() for row in records.rows_of(rows)], columns=COLUMNS)
+    for column, kind in records.column_kinds().items():
+        if kind == "float":
+            table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
+        elif kind == "int":
+            table[column] = pd.to_numeric(table[column], errors="coerce").fillna(-1).astype("int64")
+        elif kind == "bool":
+            table[column] = table[column].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else False)
+        else:
+            table[column] = table[column].fillna("").astype(str)
     sort = ["codec", "point", "level", "item_id", "metric"]
     return table.sort_values(sort, kind="stable").reset_index(drop=True)
 

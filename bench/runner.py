@@ -11,10 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,8 +20,9 @@ import torch
 from codecbench.bench.config import MetricSpec
 from codecbench.bench.core import audio as audio_ops
 from codecbench.bench.core.cache import Cache, make_key
-from codecbench.bench.core.errors import MetricFailure
 from codecbench.bench.grid import ItemRef, Unit
+from codecbench.bench.records import COLUMNS, CodecFault, ResultRow, RunStats, UnitOutcome, UnitRecord, fault_kind
+from codecbench.bench.scoring import entry_fields, item_metric_key, metric_key  # noqa: F401  (keys live in scoring)
 from codecbench.bench.store import RunStore
 from codecbench.codecs.base import Codec
 
@@ -60,19 +59,6 @@ def decoded_key(unit: Unit, codec: Codec, clip_hash: str) -> str:
     )
 
 
-def metric_key(metric_identity: dict[str, Any], reference_hash: str, degraded_hash: str, sample_rate_hz: int) -> str:
-    return make_key(metric=metric_identity, reference=reference_hash, degraded=degraded_hash, sample_rate_hz=sample_rate_hz)
-
-
-def item_metric_key(metric_identity: dict[str, Any], clip_hash: str, decoded_record: dict[str, Any],
-                    sample_rate_hz: int, length_policy: str, lag_samples: int) -> str:
-    """Key of one item-metric value: the metric, both signals and how they were paired (length policy, lag)."""
-    pairing_done = {"length_policy": length_policy, "lag_samples": int(lag_samples),
-                    "decoded_padded_samples": decoded_record.get("decoded_padded_samples", 0)}
-    return metric_key({**metric_identity, "pairing": pairing_done}, clip_hash, decoded_record["decoded_hash"],
-                      sample_rate_hz)
-
-
 def save_code_streams(cache: Cache, key: str, bitstream: Any) -> None:
     """Keep an item's integer code streams (for entropy coding after the run), as ``decoded/<key>.codes.npz``."""
     import io
@@ -103,17 +89,6 @@ def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-@dataclass
-class UnitStats:
-    codec_calls: int = 0
-    codec_items: int = 0
-    cached_items: int = 0
-    metric_computations: int = 0
-    cached_metric_values: int = 0
-    failed_items: int = 0
-    seconds: float = 0.0
-
-
 def _base_row(unit: Unit, codec: Codec | None, ref: ItemRef) -> dict[str, Any]:
     info = codec.info if codec is not None else None
     return {
@@ -133,9 +108,9 @@ def _base_row(unit: Unit, codec: Codec | None, ref: ItemRef) -> dict[str, Any]:
     }
 
 
-def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> dict[str, dict[str, Any] | str]:
-    """Decoded record per item id (from the cache, or by running the codec); an error string where it failed."""
-    records: dict[str, dict[str, Any] | str] = {}
+def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: RunStats) -> dict[str, dict[str, Any] | CodecFault]:
+    """Decoded record per item id (from the cache, or by running the codec); a CodecFault where it failed."""
+    records: dict[str, dict[str, Any] | CodecFault] = {}
     misses: list[tuple[ItemRef, str]] = []
     for ref in unit.items:
         key = decoded_key(unit, codec, ref.clip_hash)
@@ -165,7 +140,8 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
                     ref, key = batch[i]
                     decoded = result.decoded[j].detach().cpu().numpy().astype(np.float32)
                     if not np.all(np.isfinite(decoded)):
-                        records[ref.item_id] = f"codec output has {int(np.sum(~np.isfinite(decoded)))} NaN/Inf samples"
+                        records[ref.item_id] = CodecFault(
+                            f"codec output has {int(np.sum(~np.isfinite(decoded)))} NaN/Inf samples")
                         continue
                     cache.put_audio("decoded", key, decoded, unit.sample_rate_hz)
                     bitstream = result.bitstreams[j]
@@ -183,13 +159,13 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: UnitStats) -> d
                         save_code_streams(cache, key, bitstream)
                     cache.put_json("decoded", key, record)
                     records[ref.item_id] = record
-        except Exception as error:  # a failing batch fails its items, with the reason; the unit goes on
+        except Exception as error:  # a failing batch fails its items (and so the unit), with the reason
             for ref, _ in batch:
-                records.setdefault(ref.item_id, _error_text(error))
+                records.setdefault(ref.item_id, CodecFault(_error_text(error), fault_kind(error)))
     return records
 
 
-def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | str]) -> dict[str, Any]:
+def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | CodecFault]) -> dict[str, Any]:
     """Per decoded item: (reference, degraded, PairRecord) after the unit's length policy and alignment
     (:mod:`codecbench.bench.pairing`; with ``per: condition`` one lag for the unit's items), or an error string."""
     from codecbench.bench import pairing
@@ -214,9 +190,11 @@ def _pair_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | st
     return pairs
 
 
-def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | str], stats: UnitStats,
+def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | CodecFault], stats: RunStats,
                  pairs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Item-metric results per (item id, metric name): {"value", "extras"} or {"error"}."""
+    """Item-metric results per (item id, metric name): {"value", "extras"} or {"error"} (bench.scoring)."""
+    from codecbench.bench import scoring
+
     results: dict[str, dict[str, Any]] = {}
     ok = [ref for ref in unit.items if isinstance(pairs.get(ref.item_id), tuple)]
     for spec in unit.metrics:
@@ -228,41 +206,23 @@ def _score_items(unit: Unit, cache: Cache, decoded: dict[str, dict[str, Any] | s
         for item_id, pair in pairs.items():
             if isinstance(pair, str):
                 results[f"{item_id}|{spec.name}"] = {"error": pair}
-        todo = []
-        for ref in ok:
-            record = decoded[ref.item_id]
-            key = item_metric_key(metric.identity(), ref.clip_hash, record, unit.sample_rate_hz,
-                                  unit.length_policy, pairs[ref.item_id][2].lag.lag_samples)
-            cached = cache.get_json("metrics", key)
-            if cached is not None:
-                results[f"{ref.item_id}|{spec.name}"] = cached
-                stats.cached_metric_values += 1
-            else:
-                todo.append((ref, record, key))
-        if not todo:
-            continue
-        references = [pairs[ref.item_id][0] for ref, _, _ in todo]
-        degraded = [pairs[ref.item_id][1] for ref, _, _ in todo]
-        try:
-            scores = metric.score_batch(references, degraded, unit.sample_rate_hz)
-        except Exception as error:
-            scores = [MetricFailure(_error_text(error))] * len(todo)
-        stats.metric_computations += len(todo)
-        for (ref, _, key), score in zip(todo, scores):
-            if isinstance(score, BaseException):
-                entry = {"error": str(score) or type(score).__name__}
-            else:
-                entry = {"value": score.value, "extras": score.extras}
-                cache.put_json("metrics", key, entry)  # failures are not cached: a fixed setup may succeed later
-            results[f"{ref.item_id}|{spec.name}"] = entry
+        items = [scoring.PairedItem(ref.item_id, pairs[ref.item_id][0], pairs[ref.item_id][1],
+                                    item_metric_key(metric.identity(), ref.clip_hash, decoded[ref.item_id],
+                                                    unit.sample_rate_hz, unit.length_policy,
+                                                    pairs[ref.item_id][2].lag.lag_samples))
+                 for ref in ok]
+        for item_id, entry in scoring.score_items(metric, items, unit.sample_rate_hz, cache, stats).items():
+            results[f"{item_id}|{spec.name}"] = entry
     return results
 
 
 def execute_unit(unit: Unit) -> dict[str, Any]:
     """Run one unit and write its record to the run store; returns the unit's stats.
 
-    Per-item problems (a codec batch failing, a metric failing) become failed rows with their reasons. A failure
-    of the whole unit (e.g. a codec that cannot be built) is recorded with status "failed" and retried on rerun.
+    Per-item problems (a codec batch failing, a metric failing) become failed rows with their reasons. A unit with
+    any codec or environment failure (the codec cannot be built, a batch raises, NaN/Inf output) is recorded with
+    status "failed" (:class:`~codecbench.bench.records.UnitOutcome`), keeping every row it computed, and is retried
+    (``retries``, and on every rerun). Metric failures are failed rows of a done unit.
     """
     started = time.perf_counter()
     store = RunStore(unit.run_dir)
@@ -270,26 +230,23 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
     if existing is not None and existing.get("status") == "done":
         return {**existing["stats"], "skipped": True}
     if unit.weights_dir:
-        os.environ["CODECBENCH_WEIGHTS"] = unit.weights_dir
+        from codecbench.bench.core import weights
+
+        weights.use_directory(unit.weights_dir)  # this process (a pool worker, a Slurm node) finds the run's weights
     from codecbench.bench.config import resolve_device
 
     if unit.device not in ("cpu", "cuda"):  # "auto" resolves where the unit runs (e.g. on a Slurm GPU node)
         unit = dataclasses.replace(unit, device=resolve_device(unit.device))
     cache = Cache(unit.cache_dir)
-    stats = UnitStats()
+    stats = RunStats()
+    attempts = int((existing or {}).get("attempts", 0))
     try:
         codec = codec_instance(unit.codec, dict(unit.codec_options), unit.device)
     except Exception as error:
-        record = {
-            "status": "failed",
-            "error": _error_text(error),
-            "traceback": traceback.format_exc(),
-            "rows": [],
-            "stats": vars(stats),
-            "attempts": (existing or {}).get("attempts", 0) + 1,
-        }
-        store.write(unit.unit_id, record)
-        return {**vars(stats), "failed": True, "error": record["error"]}
+        outcome = UnitOutcome.from_error(error, len(unit.items))
+        record = UnitRecord(outcome, stats=stats, attempts=attempts + 1, traceback=traceback.format_exc())
+        store.write(unit.unit_id, record.to_json())
+        return {**stats.counts(), "failed": True, "error": outcome.reason, "outcome": outcome.kind}
     decoded = _decode_items(unit, codec, cache, stats)
     pairs = _pair_items(unit, cache, decoded)
     scores = _score_items(unit, cache, decoded, stats, pairs)
@@ -297,16 +254,18 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
         "params_count": codec.num_parameters(),
         "algorithmic_latency_ms": codec.algorithmic_latency_ms(unit.point),
     }
-    rows = []
+    rows: list[ResultRow] = []
+    decoded_items: list[dict[str, Any]] = []  # the set metrics' inputs, also when no item metric gives a row
     for ref in unit.items:
         base = {**_base_row(unit, codec, ref), **cost, **ref.input_columns}
         record = decoded.get(ref.item_id)
         if not isinstance(record, dict):
             stats.failed_items += 1
-            rows.append({**base, "metric": "", "status": "failed", "stage": "codec", "error": str(record), "value": math.nan})
+            rows.append(ResultRow(**base, status="failed", stage="codec", error=str(record), value=math.nan))
             continue
-        base.update({k: v for k, v in record.items() if k != "processing"})
+        base.update({k: v for k, v in record.items() if k in COLUMNS})  # rates, decoded key and hash, RTFs
         base["extras_processing"] = json.dumps(record.get("processing", {}), sort_keys=True)  # what the codec did
+        decoded_items.append({k: v for k, v in base.items() if k != "extras_processing"})
         if isinstance(pairs.get(ref.item_id), tuple):
             base.update(pairs[ref.item_id][2].columns())
         for spec in unit.metrics:
@@ -314,22 +273,20 @@ def execute_unit(unit: Unit) -> dict[str, Any]:
             if entry is None:
                 continue  # set-level metric
             metric = metric_instance(spec, unit.cache_dir, unit.device)
-            row = {
-                **base,
-                "metric": spec.name,
-                "unit": metric.info.unit,
-                "higher_is_better": metric.info.higher_is_better,
-            }
+            described = {**base, "metric": spec.name, "unit": metric.info.unit,
+                         "higher_is_better": metric.info.higher_is_better, "value_column": metric.info.column}
             if "error" in entry:
                 stats.failed_items += 1
-                rows.append({**row, "status": "failed", "stage": "metric", "error": entry["error"], "value": math.nan})
-            else:
-                rows.append({**row, "status": "ok", "stage": "", "error": "", "value": entry["value"],
-                             "extras": json.dumps(entry.get("extras", {}), sort_keys=True, default=str)})
+            rows.append(ResultRow(**described, **entry_fields(entry)))
     stats.seconds = time.perf_counter() - started
     unavailable = sorted(spec.name for spec in unit.metrics  # recomputed when they become available (api)
                          if metric_instance(spec, unit.cache_dir, unit.device).info.level == "item"
                          and metric_instance(spec, unit.cache_dir, unit.device).availability())
-    store.write(unit.unit_id, {"status": "done", "rows": rows, "stats": vars(stats), "weights": codec.weights_status(),
-                               "metrics_unavailable": unavailable})
-    return vars(stats)
+    outcome = UnitOutcome.from_faults([r for r in decoded.values() if isinstance(r, CodecFault)], len(unit.items))
+    # a failed unit is never done: retried, and its rows (ok and failed) still reach the table
+    record = UnitRecord(outcome, tuple(rows), stats, attempts + 1 if outcome.failed else attempts,
+                        codec.weights_status(), tuple(unavailable), decoded=tuple(decoded_items))
+    store.write(unit.unit_id, record.to_json())
+    if outcome.failed:
+        return {**stats.counts(), "failed": True, "error": outcome.reason, "outcome": outcome.kind}
+    return stats.counts()

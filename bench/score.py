@@ -26,12 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codecbench.bench.core.errors import ConfigError, MetricFailure
+from codecbench.bench.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
     from codecbench.bench.metrics.base import Metric
     from codecbench.bench.pairing import AlignmentSpec
+    from codecbench.bench.records import ResultRow
     from codecbench.codecs.precomputed import AlignedFolder
 
 DEFAULT_METRICS = ("si_sdr", "mel_distance")
@@ -63,19 +64,28 @@ def _metric_instances(metrics: Sequence[str | Metric], cache_dir: str | None, de
     return out
 
 
+RUN_NAME = "score"  # the ``run`` column of score tables
+POINT_PREFIX = "condition="  # a decoded folder is the operating point ``condition=<folder>`` of its codec
+
+
 def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_hz: int,
-                 alignment: AlignmentSpec | None = None, length_policy: str = "trim") -> list[dict[str, Any]]:
-    """The long-table rows of one aligned decoded folder."""
-    from codecbench.bench import pairing
+                 alignment: AlignmentSpec | None = None, length_policy: str = "trim",
+                 audio_cache: Any = None) -> list[ResultRow]:
+    """The rows of one aligned decoded folder, in the schema of ``run`` (:class:`ResultRow`): the folder is the
+    point ``condition=<folder>`` of its codec (the YAML's ``codec``, else the folder name). With ``audio_cache``
+    (a :class:`~codecbench.bench.core.cache.Cache`) the prepared references and decoded files are written to it
+    under the rows' ``clip_hash`` and ``decoded_key`` (for reports and MUSHRA bundles)."""
+    from codecbench.bench import pairing, scoring
     from codecbench.bench.core.audio import content_hash
+    from codecbench.bench.core.cache import make_key
     from codecbench.bench.datasets import reader_input_record, truncation_check
+    from codecbench.bench.records import ResultRow
 
     spec = folder.spec
     declared = spec.declared_rates()
     common = {
-        "condition": spec.condition,
-        "codec": spec.codec,
-        "decoded_dir": str(spec.folder),
+        "run": RUN_NAME, "codec": spec.codec, "codec_kind": "precomputed", "point": f"{POINT_PREFIX}{spec.condition}",
+        "point_params": json.dumps({"condition": spec.condition}, sort_keys=True),
         "bitrate_kbps": declared.get("bitrate_kbps", math.nan),
         "frame_rate_hz": declared.get("frame_rate_hz", math.nan),
         "compression_ratio": declared.get("compression_ratio", math.nan),
@@ -85,54 +95,54 @@ def _folder_rows(folder: AlignedFolder, metrics: Sequence[Metric], sample_rate_h
         [item.reference for item in folder.items], [item.decoded for item in folder.items], sample_rate_hz,
         alignment=alignment or pairing.AlignmentSpec(), length_policy=length_policy,
         padded_samples=[item.decoded_record.padded_samples for item in folder.items])
-    rows: list[dict[str, Any]] = []
+    per_item = []  # the columns of each item that do not depend on the metric
+    for item, pair in zip(folder.items, pair_records):
+        record = item.decoded_record
+        clip_hash = content_hash(item.reference, sample_rate_hz)
+        decoded_hash = content_hash(item.decoded, sample_rate_hz)
+        decoded_key = make_key(kind="score-decoded", decoded=decoded_hash, sample_rate_hz=sample_rate_hz)
+        if audio_cache is not None:
+            audio_cache.put_audio("clips", clip_hash, item.reference, sample_rate_hz)
+            audio_cache.put_audio("decoded", decoded_key, item.decoded, sample_rate_hz)
+        processing = {  # what the reader of decoded files did (the run's precomputed codec records the same)
+            "reader": "codecbench.codecs.precomputed", "decoded_dir": str(spec.folder), "decoded_path": record.path,
+            "reference_path": item.reference_record.path, "declared_codec": spec.codec,
+            **{column: getattr(record, column) for column in _ALIGNMENT_COLUMNS},
+            "alignment": record.summary(),
+            "reference_sample_format": item.reference_record.sample_format,
+            "reference_resampled_from_hz": item.reference_record.read_sample_rate_hz,
+            "decoded_truncation_suspected": bool(truncation_check(Path(record.path), record.file_samples)[0]),
+        }
+        per_item.append({
+            **common, "item_id": item.item, "clip_path": item.reference_record.path, "clip_hash": clip_hash,
+            "decoded_key": decoded_key, "decoded_hash": decoded_hash, "level": "item",
+            "duration_s": item.reference.shape[-1] / sample_rate_hz,
+            "extras_processing": json.dumps(processing, sort_keys=True, default=str),
+            **reader_input_record(item.reference_record).columns(), **pair.columns(),
+        })
+    paired = [scoring.PairedItem(item.item, r, d) for item, r, d in zip(folder.items, references, decoded)]
+    rows: list[ResultRow] = []
     for metric in metrics:
         info = metric.info
         described = {"metric": info.name, "unit": info.unit, "value_column": info.column,
-                     "higher_is_better": info.higher_is_better, "level": info.level}
+                     "higher_is_better": info.higher_is_better}
         reason = metric.availability()
         if info.level == "item":
             if reason is not None:
-                results: list[Any] = [MetricFailure(f"unavailable: {reason}")] * len(folder.items)
+                entries = {item.item: {"error": f"unavailable: {reason}"} for item in folder.items}
             else:
-                results = metric.score_batch(references, decoded, sample_rate_hz)
-            for item, result, pair in zip(folder.items, results, pair_records):
-                record = item.decoded_record
-                rows.append({
-                    **common, **described,
-                    "item_id": item.item,
-                    "reference_path": item.reference_record.path,
-                    "decoded_path": record.path,
-                    "duration_s": item.reference.shape[-1] / sample_rate_hz,
-                    **_value(result),
-                    **{column: getattr(record, column) for column in _ALIGNMENT_COLUMNS},
-                    "reference_sample_format": item.reference_record.sample_format,
-                    "reference_resampled_from_hz": item.reference_record.read_sample_rate_hz,
-                    "alignment": record.summary(),
-                    "decoded_hash": content_hash(item.decoded, sample_rate_hz),
-                    "decoded_truncation_suspected": truncation_check(Path(record.path), record.file_samples)[0],
-                    **reader_input_record(item.reference_record).columns(),
-                    **pair.columns(),
-                })
+                entries = scoring.score_items(metric, paired, sample_rate_hz)
+            for item, base in zip(folder.items, per_item):
+                rows.append(ResultRow(**base, **described, **scoring.entry_fields(entries[item.item])))
         else:
             if reason is not None:
-                result: Any = MetricFailure(f"unavailable: {reason}")
+                entry = {"error": f"unavailable: {reason}"}
             else:
-                try:
-                    result = metric.compute_set(references, decoded, sample_rate_hz)
-                except MetricFailure as failure:
-                    result = failure
-            rows.append({**common, **described, "item_id": "", "reference_path": "", "decoded_path": "",
-                         "duration_s": sum(r.shape[-1] for r in references) / sample_rate_hz, **_value(result)})
+                entry, _ = scoring.score_set(metric, references, decoded, sample_rate_hz)
+            rows.append(ResultRow(**common, **described, level="set",
+                                  duration_s=sum(r.shape[-1] for r in references) / sample_rate_hz,
+                                  **scoring.entry_fields(entry)))
     return rows
-
-
-def _value(result: Any) -> dict[str, Any]:
-    if isinstance(result, MetricFailure):
-        return {"value": math.nan, "status": "failed", "error": str(result), "extras": "{}"}
-    return {"value": result.value, "status": result.extras.get("status", "ok"),  # FAD-inf may say "unreliable"
-            "error": result.extras.get("status_reason", ""),
-            "extras": json.dumps(result.extras, sort_keys=True, default=str)}
 
 
 def score(
@@ -148,6 +158,7 @@ def score(
     alignment: AlignmentSpec | None = None,
     length_policy: str = "trim",
     progress: bool = False,
+    audio_cache: Any = None,
 ) -> pd.DataFrame:
     """Score every decoded folder against ``reference_dir``; returns the long table (see module docstring).
 
@@ -162,11 +173,16 @@ def score(
         alignment: measured lag compensation (:class:`~codecbench.bench.pairing.AlignmentSpec`); default off.
         length_policy: ``trim`` (default; both cut to the common length) or ``pad`` (decoded zero-padded).
         progress: print one line per folder to stderr as it is read and scored.
+        audio_cache: a :class:`~codecbench.bench.core.cache.Cache` to write the prepared audio into (see
+            :func:`write_run_folder`).
+    Returns:
+        the table in the schema of ``run`` (:class:`~codecbench.bench.records.ResultRow`): ``codec`` is the
+        folder's declared codec (else its name), ``point`` is ``condition=<folder>``, the declared rates fill the
+        rate columns, and what the reader did per file is ``extras_processing`` (JSON: paths, alignment record).
     Raises:
         AudioInputError: missing, extra or unreadable files, lengths beyond the tolerance (with a header-rate hint).
         UnknownNameError: an unknown metric name.
     """
-    import pandas as pd
     from codecbench.codecs import precomputed
 
     if isinstance(decoded_dirs, (str, Path)):
@@ -191,15 +207,10 @@ def score(
     rows = []
     for index, folder in enumerate(folders):
         say(f"scoring {index + 1}/{len(folders)}: {folder.spec.condition} ({len(folder.items)} items)")
-        rows.extend(_folder_rows(folder, instances, sample_rate_hz, alignment, length_policy))
-    table = pd.DataFrame(rows)
-    from codecbench.bench import degenerate
+        rows.extend(_folder_rows(folder, instances, sample_rate_hz, alignment, length_policy, audio_cache))
+    from codecbench.bench import degenerate, results
 
-    table = degenerate.mark_score_table(table)
-    for column in _ALIGNMENT_COLUMNS + ("reference_sample_format", "reference_resampled_from_hz", "alignment"):
-        if column not in table:  # only set metrics were asked for
-            table[column] = None
-    return table
+    return degenerate.mark(results.to_table(rows))
 
 
 def _progress_printer(enabled: bool):
@@ -213,28 +224,43 @@ def _progress_printer(enabled: bool):
     return say
 
 
+def condition(point: str) -> str:
+    """The decoded folder's name from a score table's ``point`` (``condition=<folder>``)."""
+    return point[len(POINT_PREFIX):] if point.startswith(POINT_PREFIX) else point
+
+
+def _alignment(extras_processing: str) -> str:
+    try:
+        return str(json.loads(extras_processing or "{}").get("alignment", ""))
+    except ValueError:
+        return ""
+
+
 def wide(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (condition, item): one column per item metric named with its unit (``si_sdr_db``), and
-    ``<column>_error`` holding the reason where an item failed (empty otherwise)."""
-    items = table[table["level"] == "item"]
-    keys = ["condition", "codec", "item_id"]
+    """One row per (decoded folder, item): ``condition``, codec, point, the declared rates, the reader's
+    ``alignment`` summary, one column per item metric named with its unit (``si_sdr_db``), and ``<column>_error``
+    holding the reason where an item failed (empty otherwise)."""
+    items = table[table["level"] == "item"].copy()
+    keys = ["codec", "point", "item_id"]
     values = items.pivot_table(index=keys, columns="value_column", values="value", aggfunc="first", dropna=False)
     errors = items.pivot_table(index=keys, columns="value_column", values="error", aggfunc="first")
     errors.columns = [f"{c}_error" for c in errors.columns]
     first = items.drop_duplicates(keys).set_index(keys)
-    context = first[["bitrate_kbps", "frame_rate_hz", "rate_source", "alignment"]]
+    context = first[["bitrate_kbps", "frame_rate_hz", "rate_source"]].copy()
+    context.insert(0, "condition", [condition(p) for p in first.index.get_level_values("point")])
+    context["alignment"] = [_alignment(e) for e in first["extras_processing"]]
     return context.join(values).join(errors).reset_index()
 
 
 def summary(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per (condition, metric): mean of the ok items with its bootstrap CI, counts; set metrics as they are."""
+    """Per (decoded folder, metric): mean of the ok items with its bootstrap CI, counts; set metrics as they are."""
     import pandas as pd
     from codecbench.bench.core.stats import bootstrap_ci
 
     rows = []
-    for (condition, column), group in table.groupby(["condition", "value_column"], sort=False):
+    for (codec, point, column), group in table.groupby(["codec", "point", "value_column"], sort=False):
         ok = group[group["status"] == "ok"]["value"].to_numpy()
-        row = {"condition": condition, "codec": group["codec"].iloc[0], "value_column": column,
+        row = {"condition": condition(point), "codec": codec, "point": point, "value_column": column,
                "level": group["level"].iloc[0], "n_ok": len(ok), "n_failed": int((group["status"] != "ok").sum()),
                "mean": math.nan, "ci_low": math.nan, "ci_high": math.nan}
         if len(ok):
@@ -261,6 +287,32 @@ def write(table: pd.DataFrame, path: str | Path) -> Path:
         table.to_csv(buffer, index=False)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def write_run_folder(table: pd.DataFrame, out_dir: str | Path, cache_dir: str | Path, *, reference_dir: str | Path,
+                     decoded_dirs: Sequence[str | Path], sample_rate_hz: int, metrics: Sequence[str]) -> Path:
+    """A run-like folder from a score table: ``results.parquet``/``.csv``, ``failures.csv`` and ``manifest.json``
+    (with the ``cache_dir`` holding the audio written by :func:`score` with ``audio_cache``), so that
+    ``codecbench report`` and ``codecbench mushra build`` read it like a run folder."""
+    from codecbench.bench import degenerate, manifest, results
+    from codecbench.bench.faults import write_manifest
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results.write(table, out_dir)
+    failed = table[table["status"] == "failed"]
+    write_manifest(out_dir / "manifest.json", {
+        "run": RUN_NAME, "kind": "score",
+        "config": {"name": RUN_NAME, "dataset": {"path": str(Path(reference_dir).resolve()),
+                                                 "sample_rate_hz": int(sample_rate_hz)},
+                   "decoded_dirs": [str(Path(d).resolve()) for d in decoded_dirs], "metrics": list(metrics)},
+        "versions": manifest.package_versions(), "cache_dir": str(Path(cache_dir).resolve()),
+        "evaluation": {"sample_rate_hz": int(sample_rate_hz)},
+        "degenerate_points": degenerate.note(table),
+        "counts": {"rows": len(table), "failed_rows": len(failed)},
+        "finished_at": manifest.now(),
+    })
+    return out_dir
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -291,7 +343,7 @@ def print_tables(table: pd.DataFrame, console: Any = None) -> None:
             cells = []
             for column in item_columns:
                 error = row.get(f"{column}_error") or ""
-                cells.append(f"failed: {error}" if error else _fmt(row[column]))
+                cells.append(f"failed: {error}" if error else _fmt(row.get(column, math.nan)))
             items.add_row(row["condition"], row["item_id"], *cells, row["alignment"])
         console.print(items)
     means = Table(title="means over items (95 % bootstrap CI) and set metrics")
@@ -300,8 +352,8 @@ def print_tables(table: pd.DataFrame, console: Any = None) -> None:
     for column in columns:
         means.add_column(column, justify="right")
     stats = summary(table)
-    for condition, group in stats.groupby("condition", sort=False):
-        first = table[table["condition"] == condition].iloc[0]
+    for (_, point), group in stats.groupby(["codec", "point"], sort=False):
+        first = table[table["point"] == point].iloc[0]
         rate = (f"{first['bitrate_kbps']:g} kbps" if math.isfinite(first["bitrate_kbps"])
                 else f"{first['frame_rate_hz']:g} Hz" if math.isfinite(first["frame_rate_hz"]) else "—")
         cells = []
@@ -317,7 +369,7 @@ def print_tables(table: pd.DataFrame, console: Any = None) -> None:
             if s["n_failed"]:
                 text += f" ({s['n_failed']} failed)"
             cells.append(text)
-        means.add_row(condition, rate, *cells)
+        means.add_row(condition(point), rate, *cells)
     console.print(means)
 
 
@@ -343,6 +395,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
                         help="comma-separated metric names (default: %(default)s; see `codecbench metrics`)")
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (.parquet or .csv)")
+    parser.add_argument("--out-dir", metavar="DIR",
+                        help="write a run-like folder (results.parquet/.csv, failures.csv, manifest.json; the audio "
+                        "in --cache-dir, default DIR/.cache) that `codecbench report` and `codecbench mushra build` read")
     parser.add_argument("--wide", action="store_true",
                         help="write one row per item with one column per metric (default: the long table)")
     parser.add_argument("--sample-rate-hz", type=_positive_int, default=48000, help="evaluation rate (default 48000)")
@@ -375,15 +430,29 @@ def _command(args: argparse.Namespace) -> int:
     names = [name.strip() for name in str(args.metrics).split(",") if name.strip()]
     if args.out and Path(args.out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ConfigError(f"--out {args.out}: unknown suffix {Path(args.out).suffix!r}; use .parquet or .csv")
+    audio_cache = None
+    cache_dir = args.cache_dir
+    if args.out_dir:
+        from codecbench.bench.core.cache import Cache
+
+        cache_dir = cache_dir or str(Path(args.out_dir) / ".cache")
+        audio_cache = Cache(cache_dir)
     table = score(
         args.reference_dir, args.decoded_dirs, metrics=names, sample_rate_hz=args.sample_rate_hz,
         length_tolerance=args.tolerance, decoded_sample_rate_hz=args.deg_sample_rate_hz,
-        cache_dir=args.cache_dir, device=args.device, length_policy=args.length_policy,
+        cache_dir=cache_dir, device=args.device, length_policy=args.length_policy,
         alignment=_alignment_arg(args.max_lag_ms, args.align_per), progress=not args.quiet,
+        audio_cache=audio_cache,
     )
-    print_tables(table)
+    written = []  # every output is written before anything is printed: a printer fault cannot lose the scores
     if args.out:
-        path = write(wide(table) if args.wide else table, args.out)
+        written.append(write(wide(table) if args.wide else table, args.out))
+    if args.out_dir:
+        written.append(write_run_folder(table, args.out_dir, cache_dir, reference_dir=args.reference_dir,
+                                        decoded_dirs=args.decoded_dirs, sample_rate_hz=args.sample_rate_hz,
+                                        metrics=names))
+    print_tables(table)
+    for path in written:
         print(f"wrote {path}")
     failed = int((table["status"] != "ok").sum())
     if failed:
@@ -391,4 +460,4 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["score", "wide", "summary", "write", "print_tables", "add_commands"]
+__all__ = ["score", "wide", "summary", "write", "write_run_folder", "condition", "print_tables", "add_commands"]

@@ -3,7 +3,8 @@
 The driver writes ``<run>/plan.json`` (every unit of the grid: id, codec, point, item ids) before it submits
 anything; the store (``<run>/units/<id>.json``) says which units are done or failed; for the ``slurm`` executor,
 ``<log_dir>/jobs.jsonl`` and ``squeue`` say which of the others are queued or running now. A failed unit's record
-holds its error and, from a cluster, its job's log file (``log_path``).
+holds its error and, from a cluster, its job's log file (``log_path``). Input files that could not be loaded are
+listed in the plan (``input_failures``) and counted apart: they are failed rows, not units, and are not retried.
 
 States:
 
@@ -11,7 +12,7 @@ States:
 |---|---|
 | `done` | its record is in the store; a rerun never recomputes it |
 | `running` | not done, and the last Slurm job it was given is pending or running (`detail` says which) |
-| `failed` | its last attempt failed: `error`, `attempts`, `log_path` (rerun to retry) |
+| `failed` | its last attempt failed: `detail` (`failed-codec`, `failed-environment`), `error`, `attempts`, `log_path` (rerun to retry) |
 | `missing` | never finished and nothing is running it (killed driver, local run interrupted): rerun to compute |
 """
 
@@ -48,19 +49,31 @@ class UnitState:
     log_path: str = ""
 
 
-def write_plan(run_dir: str | Path, units: Iterable[Any]) -> Path:
-    """``<run>/plan.json``: every unit of the grid (id, codec, point label, item ids), written atomically."""
+def write_plan(run_dir: str | Path, units: Iterable[Any], input_failures: Iterable[Any] = ()) -> Path:
+    """``<run>/plan.json``: every unit of the grid (id, codec, point label, item ids) and every input file that
+    could not be loaded (``input_failures``: item id, path, reason; not units, never retried), written atomically."""
     path = Path(run_dir) / PLAN_FILE
     planned = [{"unit_id": u.unit_id, "codec": u.codec, "point": u.point.label,
                 "items": [ref.item_id for ref in u.items]} for u in units]
+    inputs = [{"item_id": f.item_id, "clip_path": f.clip_path, "error": str(f.error)} for f in input_failures]
     try:  # the same plan is not rewritten (a finished run in a read-only folder writes nothing)
-        if json.loads(path.read_text()).get("units") == planned:
+        old = json.loads(path.read_text())
+        if old.get("units") == planned and old.get("input_failures", []) == inputs:
             return path
     except (OSError, ValueError, AttributeError):
         pass
     atomic_write_json(path, {"format": PLAN_FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                             "units": planned})
+                             "units": planned, "input_failures": inputs})
     return path
+
+
+def input_failures(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The inputs of the run's plan that could not be loaded (item id, path, reason)."""
+    read_plan(run_dir)  # checks the plan
+    from codecbench.bench.validate import read_json_object
+
+    entries = read_json_object(Path(run_dir) / PLAN_FILE, "the run plan").get("input_failures", [])
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def read_plan(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -178,7 +191,7 @@ def unit_states(run_dir: str | Path) -> list[UnitState]:
         elif unit_id in running:
             out.append(UnitState(**base, state="running", detail=running[unit_id], error=record.get("error", "")))
         elif record.get("status") == "failed":
-            out.append(UnitState(**base, state="failed", error=record.get("error", "")))
+            out.append(UnitState(**base, state="failed", detail=str(record.get("outcome", "")), error=record.get("error", "")))
         else:
             out.append(UnitState(**base, state="missing"))
     return out
@@ -203,6 +216,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _status(args: argparse.Namespace) -> int:
     states = unit_states(args.run_dir)
     counts = summary(states)
+    inputs = input_failures(args.run_dir)
     if args.json:
         for state in states:
             print(json.dumps(asdict(state), sort_keys=True))
@@ -212,7 +226,10 @@ def _status(args: argparse.Namespace) -> int:
 
     console = Console(width=200)
     console.print(f"[bold]{args.run_dir}[/bold]: {counts['units']} units: {counts['done']} done, "
-                  f"{counts['running']} running, {counts['failed']} failed, {counts['missing']} missing")
+                  f"{counts['running']} running, {counts['failed']} failed, {counts['missing']} missing; "
+                  f"{len(inputs)} input file(s) failed to load (not retried)")
+    for entry in inputs[:10]:
+        console.print(f"  input failed: {entry.get('clip_path', '')}: {(str(entry.get('error', '')).splitlines() or [''])[0]}")
     shown = [s for s in states if args.all or s.state != "done"]
     if shown:
         view = Table()

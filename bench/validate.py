@@ -340,6 +340,8 @@ def arguments(args: Any) -> None:
     if command == "report":
         for run_dir in args.run_dirs:
             existing_folder(run_dir, "report: run folder")
+    if command == "score" and getattr(args, "out_dir", None):
+        output_folder(args.out_dir, "--out-dir")
     if command == "score":
         existing_folder(args.reference_dir, "score: REF_DIR")
         for folder in args.decoded_dirs:

@@ -27,7 +27,7 @@ Inputs:
 - ``RATINGS``: codecbench's own MUSHRA database or export (``participant_id``, ``item_id``, ``condition``,
   ``score``) or any CSV/parquet whose columns are named with ``item_col``, ``condition_col``, ``assessor_col``,
   ``rating_col``.
-- ``SCORES``: the long table of ``codecbench score`` (``condition``, ``item_id``, ``level``, ``metric``,
+- ``SCORES``: the long table of ``codecbench score`` (``point`` = ``condition=<folder>``, ``item_id``, ``level``, ``metric``,
   ``value``, ...) or a run's ``results.parquet``/``results.csv`` (``codec``, ``point``, ...; conditions are
   named ``codec@point`` as in MUSHRA bundles). Set-level rows (FAD, ...) have no per-item values and are listed
   as skipped.
@@ -227,8 +227,9 @@ def load_scores(path: str | os.PathLike, *, metrics: Sequence[str] | None = None
     elif {"codec", "point"} <= set(table.columns):
         from codecbench.listening_test.bundle import condition_name
 
-        condition = pd.Series([condition_name(str(c), str(p)) for c, p in zip(table["codec"], table["point"])],
-                              index=table.index)
+        prefix = "condition="  # `codecbench score`: a decoded folder is the point condition=<folder>
+        condition = pd.Series([str(p)[len(prefix):] if str(p).startswith(prefix) else condition_name(str(c), str(p))
+                               for c, p in zip(table["codec"], table["point"])], index=table.index)
     else:
         raise CorrelateError(f"{path}: needs a 'condition' column (codecbench score) or 'codec' and 'point' "
                              "(a run's results table)")

@@ -180,7 +180,7 @@ def test_cli_external_columns_and_one_line_error(tmp_path, capsys):
 
 
 def test_neural_speech_mushra_against_scipy(shared_data, tmp_path):
-    from codecbench.bench.score import score
+    from codecbench.bench.score import condition, score
 
     root = shared_data / "listening-tests" / "neural-speech-mushra"
     if not (root / "ratings.csv").is_file():
@@ -193,6 +193,7 @@ def test_neural_speech_mushra_against_scipy(shared_data, tmp_path):
     table = score(tmp_path / "ref", [tmp_path / s for s in systems], metrics=["si_sdr", "stft_distance"],
                   sample_rate_hz=24000)
     table.to_parquet(tmp_path / "scores.parquet")
+    table["condition"] = table["point"].map(condition)  # the decoded folder's name
     result = cr.correlate(root / "ratings.csv", tmp_path / "scores.parquet", tmp_path / "out", condition_map=NS_MAP,
                           item_col="signal", rating_col="rating", reference="Reference", anchor="Anchor",
                           n_resamples=200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +162,8 @@ def test_demo_si_sdr_defaults_match_plain_si_sdr_on_trimmed_signals(demo: Path):
         table = score_mod.score(demo / "src", demo / condition, metrics=["si_sdr"],
                                 decoded_sample_rate_hz=rate_fixes.get(condition))
         for row in table.itertuples(index=False):
-            ref, ref_rate = sf.read(demo / "src" / Path(row.reference_path).name, dtype="float64")
-            deg, deg_rate = sf.read(row.decoded_path, dtype="float64")
+            ref, ref_rate = sf.read(demo / "src" / Path(row.clip_path).name, dtype="float64")
+            deg, deg_rate = sf.read(json.loads(row.extras_processing)["decoded_path"], dtype="float64")
             deg_rate = rate_fixes.get(condition, deg_rate)
             if deg_rate != 48000:
                 deg = soxr.resample(deg, deg_rate, 48000, quality="VHQ")

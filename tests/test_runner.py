@@ -200,3 +200,18 @@ def test_entropy_coded_rate_fitted_on_a_separate_split(tmp_path):
     assert (coded.entropy_coded_kbps < coded.bitrate_kbps).all()  # tones with noise: fewer bits than 6 per sample
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert manifest["entropy_coding"]["points"]["toy_quant bits=6"]["fit_items"] == ["clip00#0", "clip01#0"]
+
+
+def test_a_run_uses_its_weights_dir_without_touching_the_environment(tmp_path, monkeypatch):
+    from codecbench.bench.core import weights
+
+    monkeypatch.delenv("CODECBENCH_WEIGHTS", raising=False)
+    data = tone_folder(tmp_path / "data", 1)
+    result = api.run(config(tmp_path, data, metrics=["si_sdr"], weights_dir=str(tmp_path / "w")), progress=False)
+    try:
+        manifest = json.loads((result.run_dir / "manifest.json").read_text())
+        assert manifest["weights"]["directory"] == str(tmp_path / "w")
+        assert "CODECBENCH_WEIGHTS" not in os.environ  # library code sets no environment variable
+        assert weights.weights_dir() == tmp_path / "w"
+    finally:
+        weights.use_directory(None)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from codecbench.bench import cli
+from codecbench.bench import cli, records
 from codecbench.bench import score as score_mod
 from codecbench.bench.core.errors import AudioInputError, ConfigError, MetricFailure, UnknownNameError
 from codecbench.bench.metrics.base import ItemMetric, MetricInfo, MetricValue, SetMetric
@@ -80,12 +80,14 @@ def test_score_long_table_values_and_alignment(dirs: dict) -> None:
     assert items.loc["b", "value"] == pytest.approx(b_expected, abs=1e-3)  # PCM_24 quantisation
     assert items.loc["c", "status"] == "failed" and np.isnan(items.loc["c", "value"])
     assert items.loc["c", "error"] == "degraded is all zero"
-    assert items.loc["a", "padded_samples"] == 120 and items.loc["b", "sample_format"] == "PCM_24"
-    assert items.loc["a", "alignment"] == "padded 120; FLOAT"
+    reader = {i: json.loads(items.loc[i, "extras_processing"]) for i in items.index}  # what the reader did
+    assert reader["a"]["padded_samples"] == 120 and reader["b"]["sample_format"] == "PCM_24"
+    assert reader["a"]["alignment"] == "padded 120; FLOAT"
     assert json.loads(items.loc["a", "extras"]) == {"n_samples": 12000 - 120}
     assert set(items["value_column"]) == {"peak_error_db"} and set(items["unit"]) == {"dB"}
     assert set(items["bitrate_kbps"]) == {0.75} and items["rate_source"].str.contains("not measured").all()
-    assert set(items["codec"]) == {"Toy"} and set(items["condition"]) == {"deg"}
+    assert set(items["codec"]) == {"Toy"} and set(items["point"]) == {"condition=deg"}
+    assert list(table.columns) == list(records.COLUMNS)  # the schema of `run`
     set_row = table[table["level"] == "set"].iloc[0]
     assert set_row["value_column"] == "mean_length_s" and set_row["value"] == pytest.approx((3 * 12000 - 120) / 3 / SR)
 
@@ -186,6 +188,10 @@ def test_spresso_demo_every_condition(shared_data: Path) -> None:
         score_mod.score(demo / "src", [demo / "audioAE", demo / "stableaudio"], metrics=[PeakError()])
     table = score_mod.score(demo / "src", conditions, metrics=[PeakError()], decoded_sample_rate_hz=48000)
     assert len(table) == 33 and (table["status"] == "ok").all()
+    table["condition"] = table["point"].map(score_mod.condition)
+    reader = table["extras_processing"].map(json.loads)
+    table["padded_samples"] = reader.map(lambda r: r["padded_samples"])
+    table["header_sample_rate_hz"] = reader.map(lambda r: r["header_sample_rate_hz"])
     padded = table.groupby("condition")["padded_samples"].max()
     assert {name: padded[name] for name in ("audioAE", "stableaudio", "music2latent")} == {
         "audioAE": 2041, "stableaudio": 2041, "music2latent": 2041}
@@ -194,8 +200,8 @@ def test_spresso_demo_every_condition(shared_data: Path) -> None:
     assert headers["stableaudio"] == 44100 and headers["spresso25hz"] == 48000
     # independent path: soundfile read, zero-pad by hand, same metric
     row = table[(table["condition"] == "audioAE")].iloc[0]
-    ref, _ = sf.read(row["reference_path"], dtype="float32")
-    deg, _ = sf.read(row["decoded_path"], dtype="float32")
+    ref, _ = sf.read(row["clip_path"], dtype="float32")
+    deg, _ = sf.read(json.loads(row["extras_processing"])["decoded_path"], dtype="float32")
     expected = PeakError().score(ref[None], np.pad(deg, (0, 2041))[None], SR).value
     assert row["value"] == pytest.approx(expected, abs=1e-6)
 
@@ -243,8 +249,81 @@ def test_cli_piped_shows_progress_full_names_and_records_alignment(tmp_path: Pat
     assert set(table["lag_scope"]) == {"condition"} and (table["value"] > 15).all()  # aligned: 20 dB noise floor
     assert set(table["degenerate"]) == {"degenerate: output does not depend on the operating point"}
     assert set(table["input_sample_rate_hz"]) == {SR} and not table["input_truncation_suspected"].any()
-    assert not table["decoded_truncation_suspected"].any()
+    assert not table["extras_processing"].map(lambda e: json.loads(e)["decoded_truncation_suspected"]).any()
     assert (out.stat().st_mode & 0o777) == ((ref_dir / "short.wav").stat().st_mode & 0o777)  # not 0600
     bad = subprocess.run([sys.executable, "-m", "codecbench.bench.cli", "score", str(ref_dir), str(deg_a),
                           "--max-lag-ms", "-3"], capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--max-lag-ms" in bad.stderr
+
+
+def _two_conditions(tmp_path: Path, rng: np.random.Generator, seconds: float = 1.0) -> tuple[Path, list[Path]]:
+    """ref/ with 2 clips; a codec declared in two folders at two rates (its operating points)."""
+    n = int(seconds * SR)
+    ref = tmp_path / "ref2"
+    ref.mkdir()
+    folders = [tmp_path / "toy-1k", tmp_path / "toy-3k"]
+    for folder in folders:
+        folder.mkdir()
+    for name in ("x", "y"):
+        x = _signal(rng, n)
+        sf.write(str(ref / f"{name}.wav"), x, SR, subtype="FLOAT")
+        for noise, folder in zip((0.05, 0.01), folders):
+            sf.write(str(folder / f"{name}.wav"), x + noise * rng.standard_normal(n).astype(np.float32), SR,
+                     subtype="FLOAT")
+    for kbps, folder in zip((1.0, 3.0), folders):
+        (folder / "codecbench.yaml").write_text(f"codec: toy\nbitrate_kbps: {kbps}\n")
+    return ref, folders
+
+
+def test_score_out_is_written_before_printing_pesq_wb(dirs: dict, capsys: pytest.CaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's crash: `score REF DEG --metrics pesq_wb` died in the printer (`pesq_wb_mos-lqo`) and wrote
+    nothing. It prints and writes; and a printer fault can no longer lose the scores."""
+    out = dirs["root"] / "pesq.parquet"
+    code = cli.main(["score", str(dirs["ref"]), str(dirs["deg"]), "--metrics", "pesq_wb", "--out", str(out),
+                     "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "pesq_wb_mos-lqo" in printed and f"wrote {out}" in printed
+    table = pd.read_parquet(out)
+    assert list(table.columns) == list(records.COLUMNS) and set(table["value_column"]) == {"pesq_wb_mos-lqo"}
+    assert ((table["status"] == "ok") & np.isfinite(table["value"]) | (table["status"] == "failed")
+            & (table["error"] != "")).all()
+
+    def broken_printer(*args, **kwargs):
+        raise RuntimeError("printer fault")
+
+    monkeypatch.setattr(score_mod, "print_tables", broken_printer)
+    again = dirs["root"] / "again.csv"
+    with pytest.raises(RuntimeError, match="printer fault"):
+        cli.main(["score", str(dirs["ref"]), str(dirs["deg"]), "--metrics", "si_sdr", "--out", str(again), "--quiet"])
+    assert len(pd.read_csv(again)) == 3
+
+
+def test_report_reads_a_score_output_folder(tmp_path: Path, rng: np.random.Generator) -> None:
+    ref, folders = _two_conditions(tmp_path, rng)
+    out = tmp_path / "scored"
+    assert cli.main(["score", str(ref), *map(str, folders), "--metrics", "si_sdr,mel_distance", "--out-dir",
+                     str(out), "--quiet"]) == 0
+    table = pd.read_parquet(out / "results.parquet")
+    assert list(table.columns) == list(records.COLUMNS)
+    rates = table.groupby("point")["bitrate_kbps"].first().to_dict()
+    assert rates == {"condition=toy-1k": 1.0, "condition=toy-3k": 3.0} and set(table["codec"]) == {"toy"}
+    assert json.loads((out / "manifest.json").read_text())["kind"] == "score"
+    assert cli.main(["report", str(out)]) == 0
+    html = (out / "report" / "index.html").read_text()
+    assert "toy" in html and "si_sdr" in html
+    (tmp_path / "a-file").write_text("x")
+    assert cli.main(["score", str(ref), str(folders[0]), "--out-dir", str(tmp_path / "a-file"), "--quiet"]) == 2
+
+
+def test_mushra_build_accepts_a_scored_folder_set(tmp_path: Path, rng: np.random.Generator) -> None:
+    ref, folders = _two_conditions(tmp_path, rng, seconds=2.0)
+    out = tmp_path / "scored"
+    assert cli.main(["score", str(ref), *map(str, folders), "--metrics", "si_sdr", "--out-dir", str(out),
+                     "--quiet"]) == 0
+    bundle = tmp_path / "bundle"
+    assert cli.main(["mushra", "build", str(out), "--out", str(bundle), "--excerpt-s", "1.5"]) == 0
+    described = json.loads((bundle / "bundle.json").read_text())
+    text = json.dumps(described)
+    assert "toy@condition=toy-1k" in text and "toy@condition=toy-3k" in text
+    assert len(list((bundle / "audio").rglob("*.wav"))) >= 2 * (1 + 2 + 2)  # per item: ref, 2 anchors, 2 conditions

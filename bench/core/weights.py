@@ -23,10 +23,24 @@ ENV_OFFLINE = "CODECBENCH_OFFLINE"
 _HF_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
+_DIRECTORY: list[Path] = []  # set by use_directory (a run's `weights_dir`), in this process only
+
+
+def use_directory(path: str | os.PathLike | None) -> None:
+    """Make ``path`` this process's weights directory (a run's ``weights_dir`` config key; None: back to
+    ``$CODECBENCH_WEIGHTS`` / the user cache). The environment is left as it is."""
+    _DIRECTORY.clear()
+    if path:
+        _DIRECTORY.append(Path(path).expanduser())
+
+
 def weights_dir(override: str | os.PathLike | None = None) -> Path:
-    """The weights directory: ``override`` (config key), else ``$CODECBENCH_WEIGHTS``, else the user cache."""
+    """The weights directory: ``override`` (an option), else the run's (:func:`use_directory`), else
+    ``$CODECBENCH_WEIGHTS``, else the user cache."""
     if override:
         return Path(override).expanduser()
+    if _DIRECTORY:
+        return _DIRECTORY[0]
     if os.environ.get(ENV_WEIGHTS):
         return Path(os.environ[ENV_WEIGHTS]).expanduser()
     return Path.home() / ".cache" / "codecbench" / "weights"
