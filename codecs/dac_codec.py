@@ -31,7 +31,7 @@ from codecbench.bench.core import weights
 from codecbench.bench.core.audio import fit_length
 from codecbench.bench.core.errors import ConfigError, MissingDependencyError
 from codecbench.codecs import container
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, CodeBitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 
 RELEASES_URL = "https://github.com/descriptinc/descript-audio-codec/releases/download/"
 TINY = {"encoder_dim": 16, "decoder_dim": 96, "n_codebooks": 4, "codebook_size": 256}
@@ -190,7 +190,7 @@ class _Dac(Codec):
             assert codes.shape[1] == n, (codes.shape, n)
             for item in codes:
                 streams = container.streams_from_codes(item, self.codebook_size, self.frame_rate_hz(point), "q")
-                bitstream = Bitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, streams=streams)
+                bitstream = CodeBitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, streams=streams)
                 out.append(container.with_container(bitstream))
         return out
 

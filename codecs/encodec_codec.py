@@ -29,7 +29,7 @@ import torch
 from codecbench.bench.core import weights
 from codecbench.bench.core.errors import ConfigError, MissingDependencyError
 from codecbench.codecs import container
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, CodeBitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"
 CODEBOOK_BITS = 10  # 1024 codewords per codebook in both published models
@@ -170,7 +170,7 @@ class _Encodec(Codec):
                 if scales is not None:
                     state = {"segment_scales": scales[i]}
                     side = scales[i].astype(">f4").tobytes()
-                bitstream = Bitstream(
+                bitstream = CodeBitstream(
                     sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, channels=channels,
                     streams=streams, side_info_bits=float(8 * len(side)), decode_state=state,
                 )

@@ -28,7 +28,7 @@ import torch
 from codecbench.bench.core import weights
 from codecbench.bench.core.audio import fit_length
 from codecbench.bench.core.errors import ConfigError, MissingDependencyError
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, Codec, CodecInfo, LatentBitstream, OperatingPoint, ParamSpec
 
 WEIGHTS_URL = "https://huggingface.co/SonyCSLParis/music2latent/resolve/main/music2latent.pt"
 CHECKPOINT = "music2latent.pt"
@@ -148,7 +148,7 @@ class Music2Latent(Codec):
                 audio[:, 0].to(self.device), _Holder(self.net), num_samples, batch, device=self.device)
         latents = latents.float().cpu().numpy()  # [B, D, F]
         rate = self.frame_rate_hz(point)
-        return [Bitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, channels=1,
+        return [LatentBitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, channels=1,
                           latents=np.ascontiguousarray(item), latent_frame_rate_hz=rate) for item in latents]
 
     @torch.inference_mode()

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from codecbench.bench.core.errors import ConfigError
 from codecbench.bench.core.weights import file_digest
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, Codec, CodecInfo, LatentBitstream, OperatingPoint, ParamSpec
 
 TIME_POOLS = (4, 9, 100)
 
@@ -149,7 +149,7 @@ class SPressoCodec(Codec):
         with torch.no_grad():
             z = model.encode(audio[:, 0].to(self.device)).float().cpu().numpy()
         return [
-            Bitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=audio.shape[-1], channels=1,
+            LatentBitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=audio.shape[-1], channels=1,
                       latents=z[i], latent_frame_rate_hz=model.z_frame_rate_hz)
             for i in range(audio.shape[0])
         ]

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from codecbench.bench.core.errors import ConfigError
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, CodeStream, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, CodeBitstream, Codec, CodecInfo, CodeStream, OperatingPoint, ParamSpec
 
 AE_FRAME_RATE_HZ = 100.0  # 48 kHz / hop 480 (paper-notes section 2)
 
@@ -96,12 +96,12 @@ def codes_to_bitstream(codes: np.ndarray, codebook_size: int, frame_rate_hz: flo
         CodeStream(codes[:, j].astype(np.int64), codebook_size, frame_rate_hz, name=f"qinco2_step{j + 1}")
         for j in range(codes.shape[1])
     )
-    return Bitstream(sample_rate_hz=sample_rate_hz, num_samples=num_samples, channels=1, streams=streams)
+    return CodeBitstream(sample_rate_hz=sample_rate_hz, num_samples=num_samples, channels=1, streams=streams)
 
 
 def bitstream_codes(bitstream: Bitstream) -> np.ndarray:
     """The codes [Fz, m] carried by a discrete S-PRESSO bitstream."""
-    if not bitstream.streams:
+    if not isinstance(bitstream, CodeBitstream):
         raise ConfigError("a discrete S-PRESSO bitstream must carry QINCo2 code streams")
     return np.stack([np.asarray(s.codes) for s in bitstream.streams], axis=1)
 
