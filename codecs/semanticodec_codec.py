@@ -131,7 +131,11 @@ class SemantiCodec(Codec):
         have = [r for r in TOKEN_RATES if (self.checkpoint_dir(r) / "encoder.ckpt").is_file()]
         if not is_available():
             return f"missing: package 'semanticodec' ({INSTALL})"
-        return f"pretrained: token rates {have}" if have else "missing: semanticodec_tokenrate_*/encoder.ckpt"
+        if not have:
+            return "missing: semanticodec_tokenrate_*/encoder.ckpt"
+        # every checkpoint folder's content (sha256 over its files, memoised per file) is in the identity
+        digests = ", ".join(f"{r}: sha256:{weights.folder_digest(self.checkpoint_dir(r))}" for r in have)
+        return f"pretrained: token rates {have} ({digests})"
 
     def num_parameters(self) -> int:
         if not self._models:

@@ -115,6 +115,12 @@ class SPressoCodec(Codec):
         available = sorted(self._paths) or list(TIME_POOLS)
         return [self.point(time_pool=t, seed=0) for t in available]
 
+    def identity(self) -> dict[str, Any]:
+        """Name, version, weights label, the full sha256 of every checkpoint (memoised per file) and the sampler
+        steps (they change the decoded audio)."""
+        digests = {str(t): file_digest(path) for t, path in sorted(self._paths.items())}
+        return {**super().identity(), "weights_sha256": digests, "sampler_steps": self.sampler_steps}
+
     def weights_status(self) -> str:
         if not self._paths:
             return f"random-init (spresso {self.random_init_config} config, seed {self.random_init_seed})"

@@ -297,6 +297,15 @@ class SPressoDiscreteCodec(Codec):
             f"option allow_nonpaper_geometry: true (rows then carry the measured rate under this label)"
         )
 
+    def identity(self) -> dict[str, Any]:
+        """Name, version, weights label, the full sha256 of every stage-1/3 checkpoint and QINCo2 file (memoised per
+        file) and the search / sampler options (they change the codes and the decoded audio)."""
+        from codecbench.bench.core.weights import file_digest
+
+        digests = {label: {kind: file_digest(path) for kind, path in sorted(files.items())}
+                   for label, files in sorted(self.models.items())}
+        return {**super().identity(), "weights_sha256": digests, "search": dict(self.search)}
+
     def weights_status(self) -> str:
         """``random-init`` only when every stage-1/3 checkpoint has 0 training steps; else ``trained here`` with
         the steps, the QINCo2 selection and the sha256 prefixes of both files, per label."""
