@@ -124,7 +124,7 @@ def add_entropy_coded_rates(table: pd.DataFrame, config: RunConfig) -> tuple[pd.
     model fitted on itself. Returns the table and a summary for the manifest."""
     from codecbench.bench.runner import load_code_streams
     from codecbench.codecs import entropy
-    from codecbench.codecs.base import Bitstream
+    from codecbench.codecs.base import CodeBitstream
 
     cache = Cache(config.cache_root)
     summary: dict[str, Any] = {"fit_fraction": config.entropy_fit_fraction, "coder": "constriction ANS, static per-codebook models", "points": {}}
@@ -141,7 +141,7 @@ def add_entropy_coded_rates(table: pd.DataFrame, config: RunConfig) -> tuple[pd.
                            for row in bitstream_stats.rows(codec, point, streams)]
         if any(s is None for s in streams) or len(group) < 2:
             continue
-        bitstreams = [Bitstream(1, max(1, int(round(d * 1000))), streams=s) for s, d in zip(streams, group["duration_s"])]
+        bitstreams = [CodeBitstream(1, max(1, int(round(d * 1000))), streams=s) for s, d in zip(streams, group["duration_s"])]
         fit_items, eval_items = entropy.split_fit_eval(list(zip(group["item_id"], bitstreams, group["duration_s"])),
                                                        config.entropy_fit_fraction)
         key = make_key(kind="entropy", fit=[k for k in group["decoded_key"]], fraction=config.entropy_fit_fraction)

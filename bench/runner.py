@@ -110,6 +110,8 @@ def _base_row(unit: Unit, codec: Codec | None, ref: ItemRef) -> dict[str, Any]:
 
 def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: RunStats) -> dict[str, dict[str, Any] | CodecFault]:
     """Decoded record per item id (from the cache, or by running the codec); a CodecFault where it failed."""
+    from codecbench.codecs.base import CodeBitstream, run_system
+
     records: dict[str, dict[str, Any] | CodecFault] = {}
     misses: list[tuple[ItemRef, str]] = []
     for ref in unit.items:
@@ -132,7 +134,8 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: RunStats) -> di
             for group in groups:
                 torch.manual_seed(unit.seed)
                 tensor = torch.from_numpy(np.stack([refs[i] for i in group])).to(codec.device)
-                result = codec.roundtrip(tensor, unit.sample_rate_hz, unit.point, item_ids=[batch[i][0].item_id for i in group])
+                result = run_system(codec, tensor, unit.sample_rate_hz, unit.point,  # checked: ProtocolError if not
+                                    item_ids=[batch[i][0].item_id for i in group])
                 stats.codec_calls += 1
                 stats.codec_items += len(group)
                 audio_s = sum(batch[i][0].duration_s for i in group)
@@ -155,7 +158,7 @@ def _decode_items(unit: Unit, codec: Codec, cache: Cache, stats: RunStats) -> di
                         "decode_rtf": result.processing.get("decode_s", math.nan) / audio_s,
                         "decoded_padded_samples": int(per_item[j].get("padded_samples", 0)) if per_item else 0,
                     }
-                    if bitstream.streams:
+                    if isinstance(bitstream, CodeBitstream):
                         save_code_streams(cache, key, bitstream)
                     cache.put_json("decoded", key, record)
                     records[ref.item_id] = record

@@ -1,10 +1,11 @@
-"""ITU-R BS.1534-3 (MUSHRA) anchors as codecs: the hidden reference and the 3.5 kHz / 7 kHz low-pass anchors.
+"""ITU-R BS.1534-3 (MUSHRA) anchors: the hidden reference and the 3.5 kHz / 7 kHz low-pass anchors.
 
-Anchors work at whatever evaluation rate they are given (``info.sample_rate_hz`` None: no resampling) and on
-any number of channels (``info.channels`` = :data:`ANY_CHANNELS`; each channel is processed alone, nothing is
-downmixed). They have no bitrate: their :class:`~codecbench.codecs.base.Bitstream` holds the processed waveform
-``[C, T]`` as ``latents`` with ``latent_frame_rate_hz`` = the evaluation rate, and reports draw them as labelled
-reference lines.
+Anchors are systems, not codecs (:class:`~codecbench.codecs.base.System`: no encoder, no decoder, no bitstream).
+They work at whatever evaluation rate they are given (``info.sample_rate_hz`` None: no resampling) and on any
+number of channels (``info.channels`` = :data:`ANY_CHANNELS`; each channel is processed alone, nothing is
+downmixed). They have no bitrate: each item's record is a :class:`~codecbench.codecs.bitstream.NoBitstream` whose
+rates are read from the output waveform itself (frame rate = the evaluation rate, one value per input sample:
+compression ratio 1, ``rate_source`` "measured"), and reports draw them as labelled reference lines.
 
 Low-pass anchors. BS.1534-3 asks of the 3.5 kHz anchor a pass-band ripple within +/-0.1 dB up to 3.5 kHz, at least
 25 dB attenuation at 4 kHz and at least 50 dB at 4.5 kHz and beyond; the 7 kHz anchor is the same mask scaled by 2
@@ -35,7 +36,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from codecbench.bench.core.errors import CodecbenchError
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, Roundtrip
+from codecbench.codecs.base import CodecInfo, NoBitstream, OperatingPoint, Roundtrip, System
 
 ANY_CHANNELS = 0
 """``CodecInfo.channels`` of the anchors: any channel count, each channel processed alone."""
@@ -96,43 +97,14 @@ def apply_zero_delay(audio: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return full[..., delay : delay + num_samples]
 
 
-class _Anchor(Codec):
-    """Shared part of the anchors: evaluation-rate processing of every channel, waveform as the 'latents'."""
+class _Anchor(System):
+    """Shared part of the anchors: evaluation-rate processing of every channel, no bitstream."""
 
     info: ClassVar[CodecInfo]
 
     def _process(self, audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
         """Process ``audio`` [B, C, T] float32 at ``sample_rate_hz``; same shape."""
         raise NotImplementedError
-
-    def encode(
-        self, audio: torch.Tensor, point: OperatingPoint, *, sample_rate_hz: int | None = None
-    ) -> list[Bitstream]:
-        """Process ``audio`` [B, C, T] given at ``sample_rate_hz`` (the evaluation rate; required)."""
-        if sample_rate_hz is None:
-            raise CodecbenchError(
-                f"anchor '{self.info.name}' works at the evaluation rate: call "
-                f"roundtrip(audio, sample_rate_hz, point) or encode(audio, point, sample_rate_hz=...)"
-            )
-        if audio.ndim != 3:
-            raise CodecbenchError(f"anchor '{self.info.name}' expects audio [B, C, T], got shape {tuple(audio.shape)}")
-        processed = self._process(audio.detach().cpu().numpy().astype(np.float32), int(sample_rate_hz))
-        processed = np.ascontiguousarray(processed, dtype=np.float32)
-        _, channels, num_samples = processed.shape
-        return [
-            Bitstream(
-                sample_rate_hz=int(sample_rate_hz),
-                num_samples=num_samples,
-                channels=channels,
-                latents=item,
-                latent_frame_rate_hz=float(sample_rate_hz),
-            )
-            for item in processed
-        ]
-
-    def decode(self, bitstreams: Sequence[Bitstream], point: OperatingPoint) -> torch.Tensor:
-        """The processed waveforms back as audio [B, C, T]."""
-        return torch.from_numpy(np.stack([np.asarray(b.latents, dtype=np.float32) for b in bitstreams]))
 
     def roundtrip(
         self,
@@ -142,21 +114,25 @@ class _Anchor(Codec):
         item_ids: Sequence[str] | None = None,
     ) -> Roundtrip:
         """Process ``audio`` [B, C, T] at the evaluation rate ``sample_rate_hz``: no resampling, no downmix."""
+        if audio.ndim != 3:
+            raise CodecbenchError(f"anchor '{self.info.name}' expects audio [B, C, T], got shape {tuple(audio.shape)}")
         started = time.perf_counter()
-        with torch.inference_mode():
-            bitstreams = self.encode(audio, point, sample_rate_hz=sample_rate_hz)
-            encoded = time.perf_counter()
-            decoded_audio = self.decode(bitstreams, point)
-        decoded = time.perf_counter()
-        assert decoded_audio.shape == audio.shape, (decoded_audio.shape, audio.shape)
+        processed = self._process(audio.detach().cpu().numpy().astype(np.float32), int(sample_rate_hz))
+        processed = np.ascontiguousarray(processed, dtype=np.float32)
+        done = time.perf_counter()
+        batch, channels, num_samples = processed.shape
+        rates = {"frame_rate_hz": float(sample_rate_hz), "compression_ratio": 1.0}  # the waveform itself
+        records = [NoBitstream(int(sample_rate_hz), num_samples, channels, rates=rates, source="measured")
+                   for _ in range(batch)]
         processing = {
             "native_sample_rate_hz": sample_rate_hz,
             "resampler": "none",
             "channel_policy": "none (each channel processed alone)",
-            "encode_s": encoded - started,
-            "decode_s": decoded - encoded,
+            "encode_s": done - started,  # the whole processing; nothing is decoded
+            "decode_s": 0.0,
         }
-        return Roundtrip(decoded=decoded_audio.float().to(audio.device), bitstreams=bitstreams, processing=processing)
+        decoded = torch.from_numpy(processed).to(audio.device)
+        return Roundtrip(decoded=decoded, bitstreams=records, processing=processing)
 
 
 class HiddenReference(_Anchor):

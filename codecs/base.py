@@ -1,19 +1,19 @@
-"""The codec contract: :class:`Codec`, :class:`CodecInfo`, :class:`OperatingPoint`, :class:`Bitstream`.
+"""The plugin contract: :class:`System`, :class:`Codec`, :class:`CodecInfo`, :class:`OperatingPoint`.
 
 Shapes: B batch, C channels, T samples, F frames, D latent dims.
 
-A codec works at its native rate: ``encode(audio [B, C, T], point) -> list[Bitstream]`` (one per item) and
-``decode(list[Bitstream], point) -> audio [B, C, T]``. :meth:`Codec.roundtrip` wraps both with the resampling to
-and from the evaluation rate and the channel policy, and records what it did.
+A :class:`System` turns reference items into decoded items: ``roundtrip(audio [B, C, T], sample_rate_hz, point,
+item_ids) -> Roundtrip`` (decoded audio [B, C, T] at the evaluation rate, one :class:`Bitstream` per item, and a
+record of what was done). The runner calls it through :func:`run_system`, which checks what came back and raises
+:class:`~codecbench.codecs.errors.ProtocolError`, naming the plugin, when it is not what the contract says.
 
-Bitrates are computed by the :class:`Bitstream` from what the codec produced, never typed in:
+A :class:`Codec` is a system with an encoder and a decoder at its native rate: ``encode(audio [B, C, T], point) ->
+list[Bitstream]`` (one per item) and ``decode(list[Bitstream], point) -> audio [B, C, T]``; its
+:meth:`Codec.roundtrip` wraps both with the resampling to and from the evaluation rate and the channel policy.
+Systems that are not codecs (the BS.1534 anchors, folders of outputs made elsewhere) implement ``roundtrip``
+themselves and return :class:`~codecbench.codecs.bitstream.NoBitstream` records.
 
-- code streams: nominal bits = sum over streams of frames x log2(alphabet size), plus declared side information;
-- opaque payloads (classic codecs): nominal bits = 8 x payload bytes (the packets actually produced), with the
-  container's extra bytes reported apart;
-- continuous latents: no bitrate; compression ratio = input samples / latent values, and the latent frame rate;
-- precomputed outputs (no codes exist here): rates declared by whoever made the files (``declared_rates``),
-  reported with ``rate_source == "declared"``, never passed off as measured.
+The bitstream classes and how each computes its rates: :mod:`codecbench.codecs.bitstream`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,21 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from codecbench.bench.core.errors import ConfigError
+from codecbench.codecs.bitstream import (  # noqa: F401  (re-exported: the contract's names in one place)
+    BITSTREAM_CLASSES,
+    Bitstream,
+    CodeBitstream,
+    CodeStream,
+    LatentBitstream,
+    NoBitstream,
+    PayloadBitstream,
+)
+from codecbench.codecs.errors import ProtocolError, describe
 
 # --------------------------------------------------------------------------------------------------------------
 # Operating points
@@ -95,184 +104,15 @@ class OperatingPoint:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Bitstreams
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CodeStream:
-    """One stream of integer codes with its alphabet: ``codes`` int array [F], values in [0, alphabet_size)."""
-
-    codes: np.ndarray
-    alphabet_size: int
-    frame_rate_hz: float
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        codes = np.asarray(self.codes)
-        assert codes.ndim == 1, f"a code stream is 1-D [F], got shape {codes.shape}"
-        assert np.issubdtype(codes.dtype, np.integer), f"codes must be integers, got {codes.dtype}"
-        assert self.alphabet_size >= 2, self.alphabet_size
-        if codes.size:
-            assert 0 <= codes.min() and codes.max() < self.alphabet_size, "code outside its alphabet"
-
-    @property
-    def num_frames(self) -> int:
-        return int(np.asarray(self.codes).shape[0])
-
-    @property
-    def nominal_bits(self) -> float:
-        return self.num_frames * math.log2(self.alphabet_size)
-
-
-@dataclass(frozen=True)
-class Bitstream:
-    """What one item was encoded into, with the rates computed from it.
-
-    Exactly one representation is filled: ``streams`` (integer codes), ``payload`` (opaque encoded bytes, e.g.
-    Opus packets), ``latents`` (continuous, float array [D, F]; for anchors, the processed waveform [C, T]) or
-    ``declared_rates`` (precomputed outputs: no codes exist, only the rates their maker declared, a mapping with
-    keys among ``bitrate_kbps``, ``frame_rate_hz``, ``compression_ratio``; may be empty when none was declared).
-
-    Args:
-        sample_rate_hz: the codec's native rate of the encoded signal.
-        num_samples: input length in samples at that rate (decode trims to it).
-        channels: input channels at the codec.
-        side_info_bits: bits the codec sends besides its code streams, by the codec's own definition
-            (e.g. EnCodec 48 kHz per-segment scales); counted in the nominal rate.
-        container_bytes: bytes of the real container/file actually written (payload + framing), if one was.
-        entropy_coded_bits: size after an entropy coder, where one was run.
-        decode_state: anything else the decoder needs; must be derivable from the counted fields (documented
-            per codec), never extra information.
-    """
-
-    sample_rate_hz: int
-    num_samples: int
-    channels: int = 1
-    streams: tuple[CodeStream, ...] = ()
-    payload: bytes | None = None
-    latents: np.ndarray | None = None
-    latent_frame_rate_hz: float | None = None
-    side_info_bits: float = 0.0
-    container_bytes: int | None = None
-    entropy_coded_bits: float | None = None
-    decode_state: Mapping[str, Any] = field(default_factory=dict)
-    declared_rates: Mapping[str, float] | None = None
-    payload_frame_rate_hz: float | None = None  # packets per second of an opaque payload (the codec's framing)
-
-    DECLARABLE_RATES: ClassVar[tuple[str, ...]] = ("bitrate_kbps", "frame_rate_hz", "compression_ratio")
-
-    def __post_init__(self) -> None:
-        filled = [bool(self.streams), self.payload is not None, self.latents is not None]
-        filled.append(self.declared_rates is not None)
-        assert sum(filled) == 1, "a Bitstream holds exactly one of streams, payload, latents or declared_rates"
-        if self.declared_rates is not None:
-            unknown = set(self.declared_rates) - set(self.DECLARABLE_RATES)
-            assert not unknown, f"declared_rates keys must be among {self.DECLARABLE_RATES}, got {sorted(unknown)}"
-
-    @property
-    def rate_source(self) -> str:
-        """"measured" (computed from codes, payload or latents) or "declared" (precomputed outputs)."""
-        return "declared" if self.declared_rates is not None else "measured"
-
-    def _declared(self, key: str) -> float:
-        assert self.declared_rates is not None
-        value = self.declared_rates.get(key)
-        return math.nan if value is None else float(value)
-
-    # -- what kind ------------------------------------------------------------------------------------------
-    @property
-    def is_continuous(self) -> bool:
-        if self.declared_rates is not None:
-            return "bitrate_kbps" not in self.declared_rates and "compression_ratio" in self.declared_rates
-        return self.latents is not None
-
-    @property
-    def duration_s(self) -> float:
-        return self.num_samples / self.sample_rate_hz
-
-    # -- sizes ----------------------------------------------------------------------------------------------
-    @property
-    def nominal_bits(self) -> float:
-        """Bits by the codec's definition (see module docstring); NaN for continuous representations."""
-        if self.streams:
-            return float(sum(s.nominal_bits for s in self.streams) + self.side_info_bits)
-        if self.payload is not None:
-            return 8.0 * len(self.payload) + self.side_info_bits
-        if self.declared_rates is not None:
-            return self._declared("bitrate_kbps") * 1000.0 * self.duration_s
-        return math.nan
-
-    @property
-    def bitrate_kbps(self) -> float:
-        return self.nominal_bits / self.duration_s / 1000.0
-
-    @property
-    def container_overhead_kbps(self) -> float:
-        """Rate of the container's bytes beyond the payload (classic codecs); NaN where no container was written."""
-        if self.container_bytes is None or self.payload is None:
-            return math.nan
-        return 8.0 * (self.container_bytes - len(self.payload)) / self.duration_s / 1000.0
-
-    @property
-    def serialized_kbps(self) -> float:
-        """Rate of the real container/file written for this item (header and framing included); NaN if none."""
-        if self.container_bytes is None:
-            return math.nan
-        return 8.0 * self.container_bytes / self.duration_s / 1000.0
-
-    @property
-    def entropy_coded_kbps(self) -> float:
-        if self.entropy_coded_bits is None:
-            return math.nan
-        return self.entropy_coded_bits / self.duration_s / 1000.0
-
-    # -- frame rates and compression ------------------------------------------------------------------------
-    @property
-    def frame_rate_hz(self) -> float:
-        """Frame rate of the representation: the code streams' (the highest, if they differ) or the latents'."""
-        if self.streams:
-            return max(s.frame_rate_hz for s in self.streams)
-        if self.latents is not None and self.latent_frame_rate_hz is not None:
-            return float(self.latent_frame_rate_hz)
-        if self.payload is not None and self.payload_frame_rate_hz is not None:
-            return float(self.payload_frame_rate_hz)
-        if self.declared_rates is not None:
-            return self._declared("frame_rate_hz")
-        return math.nan
-
-    @property
-    def compression_ratio(self) -> float:
-        """Input samples (all channels) per latent value; continuous representations only."""
-        if self.declared_rates is not None:
-            return self._declared("compression_ratio")
-        if self.latents is None:
-            return math.nan
-        return self.num_samples * self.channels / float(np.asarray(self.latents).size)
-
-    def rate_columns(self) -> dict[str, float]:
-        """The rate columns of the results table, computed from this bitstream."""
-        return {
-            "bitrate_kbps": self.bitrate_kbps,
-            "serialized_kbps": self.serialized_kbps,
-            "container_overhead_kbps": self.container_overhead_kbps,
-            "entropy_coded_kbps": self.entropy_coded_kbps,
-            "frame_rate_hz": self.frame_rate_hz,
-            "compression_ratio": self.compression_ratio,
-            "rate_source": self.rate_source,
-        }
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Codecs
+# Systems and codecs
 # --------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CodecInfo:
-    """Catalogue metadata of a codec (read-only, one per class).
+    """Catalogue metadata of a system or codec (read-only, one per class).
 
-    ``sample_rate_hz`` None means the codec works at whatever evaluation rate it is given (anchors).
+    ``sample_rate_hz`` None means the system works at whatever evaluation rate it is given (anchors).
     ``kind``: "classic", "neural", "continuous", "anchor" or "precomputed".
     """
 
@@ -292,19 +132,21 @@ class CodecInfo:
 
 @dataclass
 class Roundtrip:
-    """Output of :meth:`Codec.roundtrip`: decoded audio [B, C, T] at the evaluation rate and what was done."""
+    """Output of :meth:`System.roundtrip`: decoded audio [B, C, T] at the evaluation rate, one bitstream (or
+    :class:`NoBitstream` rate record) per item, and what was done (``processing``)."""
 
     decoded: torch.Tensor
     bitstreams: list[Bitstream]
     processing: dict[str, Any]
 
 
-class Codec(ABC):
-    """Base class of every codec. Subclasses set ``info`` and ``params``, and implement encode/decode.
+class System(ABC):
+    """Something that turns reference items into decoded items: the unit of a results table's ``codec`` column.
 
-    ``params`` declares the operating-point parameters (validated with a message naming the key);
-    ``default_points`` are the points listed by ``codecbench codecs`` and used when a config gives no grid.
-    Constructor keyword arguments are the codec's options from the config (weights path, device, ...).
+    Subclasses set ``info`` and ``params`` and implement :meth:`roundtrip`. ``params`` declares the
+    operating-point parameters (validated with a message naming the key); ``default_points`` are the points listed
+    by ``codecbench codecs`` and used when a config gives no grid. Constructor keyword arguments are the system's
+    options from the config (weights path, folder, ...); ``device`` is set by the runner.
     """
 
     info: ClassVar[CodecInfo]
@@ -321,25 +163,25 @@ class Codec(ABC):
     def point(cls, **params: Any) -> OperatingPoint:
         """Validate ``params`` against :attr:`params` and build an :class:`OperatingPoint` (no instance needed,
         so a config is validated without loading any weights)."""
-        self = cls
-        specs = {p.name: p for p in self.params}
+        specs = {p.name: p for p in cls.params}
         unknown = sorted(set(params) - set(specs))
         if unknown:
             raise ConfigError(
-                f"codec '{self.info.name}' has no parameter {unknown[0]!r}; its parameters: {sorted(specs) or 'none'}"
+                f"codec '{cls.info.name}' has no parameter {unknown[0]!r}; its parameters: {sorted(specs) or 'none'}"
             )
         missing = sorted(set(specs) - set(params))
         if missing:
-            raise ConfigError(f"codec '{self.info.name}' needs parameter {missing[0]!r}")
-        checked = {name: specs[name].check(self.info.name, value) for name, value in params.items()}
-        return OperatingPoint.make(self.info.name, checked)
+            raise ConfigError(f"codec '{cls.info.name}' needs parameter {missing[0]!r}")
+        checked = {name: specs[name].check(cls.info.name, value) for name, value in params.items()}
+        return OperatingPoint.make(cls.info.name, checked)
 
     @classmethod
     def operating_points(cls) -> list[OperatingPoint]:
         return [cls.point(**p) for p in cls.default_points]
 
+    # -- catalogue ------------------------------------------------------------------------------------------
     def nominal_bitrate_kbps(self, point: OperatingPoint) -> float:
-        """The nominal bitrate the codec's bitstream definition gives for ``point`` (catalogue); NaN if none."""
+        """The nominal bitrate the bitstream definition gives for ``point`` (catalogue); NaN if none."""
         return math.nan
 
     def frame_rate_hz(self, point: OperatingPoint) -> float:
@@ -351,7 +193,7 @@ class Codec(ABC):
         return math.nan
 
     def weights_status(self) -> str:
-        """"not needed", "pretrained: <file>", "random-init" or "missing: <reason>"."""
+        """"not needed", "pretrained: <file> sha256:<digest>", "random-init seed N" or "missing: <reason>"."""
         return "not needed"
 
     @property
@@ -359,7 +201,7 @@ class Codec(ABC):
         return self.weights_status().startswith("random-init")
 
     def identity(self) -> dict[str, Any]:
-        """What identifies this codec's outputs in cache keys: name, version, weights digest."""
+        """What identifies this system's outputs in cache keys: name, version, weights (with their sha256)."""
         return {"name": self.info.name, "version": self.info.version, "weights": self.weights_status()}
 
     def algorithmic_latency_ms(self, point: OperatingPoint) -> float:
@@ -369,6 +211,26 @@ class Codec(ABC):
         return 0
 
     # -- the work ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def roundtrip(
+        self,
+        audio: torch.Tensor,
+        sample_rate_hz: int,
+        point: OperatingPoint,
+        item_ids: Sequence[str] | None = None,
+    ) -> Roundtrip:
+        """Turn ``audio`` [B, C, T] at the evaluation rate ``sample_rate_hz`` into decoded audio of the same shape
+        and rate, with one :class:`Bitstream` per item. ``item_ids`` name the items (``<clip id>#<segment>``);
+        systems that look outputs up by name (precomputed folders) use them, others ignore them."""
+
+
+class Codec(System):
+    """A system with an encoder and a decoder at its native rate (``info.sample_rate_hz``, ``info.channels``).
+
+    Subclasses implement :meth:`encode` and :meth:`decode`; :meth:`roundtrip` is inherited and checks what they
+    return (:class:`ProtocolError` naming the codec otherwise).
+    """
+
     @abstractmethod
     def encode(self, audio: torch.Tensor, point: OperatingPoint) -> list[Bitstream]:
         """Encode ``audio`` [B, C, T] at the native rate into one :class:`Bitstream` per item."""
@@ -388,8 +250,6 @@ class Codec(ABC):
 
         Resamples to the native rate and back, adapts channels, and returns the decoded audio with the same
         shape as the input plus a record of the processing (resampler, channel policy, encode/decode seconds).
-        ``item_ids`` name the items (``<clip id>#<segment>``); codecs that look outputs up by name
-        (precomputed outputs) use them, others ignore them.
         """
         import time
 
@@ -401,12 +261,13 @@ class Codec(ABC):
         x, channel_policy = audio_ops.match_channels(x, self.info.channels)
         started = time.perf_counter()
         with torch.inference_mode():
-            bitstreams = self.encode(x, point)
+            bitstreams = check_bitstreams(self, "encode", self.encode(x, point), batch)
             encoded = time.perf_counter()
-            assert len(bitstreams) == batch, (len(bitstreams), batch)
             y = self.decode(bitstreams, point)
         decoded = time.perf_counter()
-        assert y.shape[0] == batch and y.shape[-1] == x.shape[-1], (y.shape, x.shape)
+        if not isinstance(y, torch.Tensor) or y.ndim != 3 or y.shape[0] != batch or y.shape[-1] != x.shape[-1]:
+            raise ProtocolError(self, "decode", f"returned {describe(y)}; expected a tensor [B, C, T] of shape "
+                                f"[{batch}, C, {x.shape[-1]}] (the input's batch and length at the native rate)")
         y, _ = audio_ops.match_channels(y, channels)
         y = audio_ops.resample(y, native_hz, sample_rate_hz)
         y = audio_ops.fit_length(y, num_samples)
@@ -418,3 +279,46 @@ class Codec(ABC):
             "decode_s": decoded - encoded,
         }
         return Roundtrip(decoded=y.float(), bitstreams=bitstreams, processing=processing)
+
+
+def check_bitstreams(plugin: System, method: str, bitstreams: Any, batch: int) -> list[Bitstream]:
+    """``bitstreams`` as a list when it is a sequence of ``batch`` :class:`Bitstream` instances; else
+    :class:`ProtocolError` naming ``plugin``, ``method`` and what came back."""
+    expected = f"expected a list of {batch} Bitstream ({', '.join(c.__name__ for c in BITSTREAM_CLASSES)}), one per item"
+    if not isinstance(bitstreams, (list, tuple)):
+        raise ProtocolError(plugin, method, f"returned {describe(bitstreams)}; {expected}")
+    if len(bitstreams) != batch:
+        raise ProtocolError(plugin, method, f"returned {len(bitstreams)} bitstreams for {batch} items; {expected}")
+    for index, bitstream in enumerate(bitstreams):
+        if not isinstance(bitstream, Bitstream) or type(bitstream) is Bitstream:
+            raise ProtocolError(plugin, method, f"returned {describe(bitstream)} at index {index}; {expected}")
+    return list(bitstreams)
+
+
+def run_system(
+    system: System,
+    audio: torch.Tensor,
+    sample_rate_hz: int,
+    point: OperatingPoint,
+    item_ids: Sequence[str] | None = None,
+) -> Roundtrip:
+    """``system.roundtrip(...)`` with its result checked against the contract (what the runner calls).
+
+    Raises :class:`ProtocolError` naming the plugin when it returns anything but a :class:`Roundtrip` whose
+    ``decoded`` is a tensor of the input's shape and whose ``bitstreams`` hold one :class:`Bitstream` per item.
+    """
+    if not isinstance(system, System):
+        raise ProtocolError(system, "roundtrip", f"{type(system).__name__} is not a codecbench System (subclass "
+                            "codecbench.codecs.base.System, or Codec for an encoder/decoder pair)")
+    result = system.roundtrip(audio, sample_rate_hz, point, item_ids=item_ids)
+    if not isinstance(result, Roundtrip):
+        raise ProtocolError(system, "roundtrip", f"returned {describe(result)}; expected a Roundtrip(decoded, "
+                            "bitstreams, processing)")
+    decoded = result.decoded
+    if not isinstance(decoded, torch.Tensor) or tuple(decoded.shape) != tuple(audio.shape):
+        raise ProtocolError(system, "roundtrip", f"decoded is {describe(decoded)}; expected a tensor of the "
+                            f"input's shape {tuple(audio.shape)} [B, C, T] at the evaluation rate")
+    result.bitstreams = check_bitstreams(system, "roundtrip", result.bitstreams, audio.shape[0])
+    if not isinstance(result.processing, dict):
+        raise ProtocolError(system, "roundtrip", f"processing is {describe(result.processing)}; expected a dict")
+    return result

@@ -1,6 +1,6 @@
-"""The built-in codecs, listed explicitly: name -> "module:Class" (imported only when used).
+"""The built-in codecs and systems, listed explicitly: name -> "module:Class" (imported only when used).
 
-Add a built-in codec here; third-party codecs use the ``codecbench.codecs`` entry-point group instead.
+Add a built-in one here; third-party codecs and systems use the ``codecbench.codecs`` entry-point group instead.
 """
 
 BUILTIN_CODECS: dict[str, str] = {
@@ -13,7 +13,7 @@ BUILTIN_CODECS: dict[str, str] = {
     "mp3": "codecbench.codecs.classic:Mp3",
     "aac": "codecbench.codecs.classic:Aac",
     # decoded outputs made elsewhere (rates declared in each folder's codecbench.yaml)
-    "precomputed": "codecbench.codecs.precomputed:PrecomputedCodec",
+    "precomputed": "codecbench.codecs.precomputed:PrecomputedFolders",
     # neural codecs (official packages; bitrates computed from the codes they produce)
     "encodec_24khz": "codecbench.codecs.encodec_codec:Encodec24kHz",
     "encodec_48khz": "codecbench.codecs.encodec_codec:Encodec48kHz",

@@ -5,7 +5,7 @@ resamples from the evaluation rate to 48 kHz and back (soxr VHQ, recorded in the
 downmixes a multichannel input by the channel mean, the decoded mono being duplicated back to the input's channel
 count (recorded as ``downmix-mean-2to1``).
 
-Encode (per item): the real encoder turns the signal into packets; ``Bitstream.payload`` is the concatenation of
+Encode (per item): the real encoder turns the signal into packets; ``PayloadBitstream.payload`` is the concatenation of
 exactly the packets it produced, so the nominal bitrate ``8 x payload bytes / duration`` is measured from the
 bytes. The packets are muxed into a real container written in memory (Ogg for Opus, an ``.mp3`` file with its
 Xing/LAME frame and ID3v2 tag for MP3, written with ``fflags=+bitexact``): its size is ``container_bytes``, so the
@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from codecbench.bench.core.errors import CodecbenchError, ConfigError, MissingDependencyError
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec, PayloadBitstream
 
 SAMPLE_RATE_HZ = 48000
 
@@ -131,7 +131,7 @@ class _FFmpegCodec(Codec):
             container.mux(packet)
         container.close()
         data = buffer.getvalue()
-        return Bitstream(
+        return PayloadBitstream(
             sample_rate_hz=SAMPLE_RATE_HZ,
             num_samples=item.shape[-1],
             channels=1,

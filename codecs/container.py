@@ -12,7 +12,7 @@ Continuous latents use the same header with n_streams = 0 and a latent block (``
 latent_frame_rate_hz f64`` then float32 values) instead of the payload; their serialized size is then
 32 bits per latent value plus the header.
 
-``container_bytes`` of a :class:`~codecbench.codecs.base.Bitstream` is ``len(serialize(...))``: the size of the
+``container_bytes`` of a :class:`~codecbench.codecs.bitstream.Bitstream` is ``len(serialize(...))``: the size of the
 bytes actually written, header and padding included.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from codecbench.bench.core.errors import CodecbenchError
-from codecbench.codecs.base import Bitstream, CodeStream
+from codecbench.codecs.base import Bitstream, CodeBitstream, CodeStream, LatentBitstream
 
 MAGIC = b"CBCS"
 FORMAT_VERSION = 1
@@ -66,21 +66,23 @@ def unpack_codes(bit_array: np.ndarray, bits: int, count: int) -> np.ndarray:
 
 def serialize(bitstream: Bitstream, side_info: bytes = b"") -> bytes:
     """Write ``bitstream`` (code streams or latents) and the codec's ``side_info`` bytes into one container."""
-    if bitstream.payload is not None:
-        raise ContainerError("opaque payloads (classic codecs) are written by their own container, not this one")
+    if not isinstance(bitstream, (CodeBitstream, LatentBitstream)):
+        raise ContainerError(f"this container holds code streams or latents, not a {type(bitstream).__name__} "
+                             "(opaque payloads of classic codecs are written by their own container)")
+    streams = bitstream.streams if isinstance(bitstream, CodeBitstream) else ()
     head = _HEAD.pack(
         MAGIC, FORMAT_VERSION, bitstream.sample_rate_hz, bitstream.num_samples, bitstream.channels,
-        len(bitstream.streams), len(side_info),
+        len(streams), len(side_info),
     )
     parts = [head]
-    for stream in bitstream.streams:
+    for stream in streams:
         name = stream.name.encode("utf-8")
         if len(name) > 255:
             raise ContainerError(f"code stream name {stream.name!r} is longer than 255 bytes")
         parts += [bytes([len(name)]), name, _STREAM.pack(stream.alphabet_size, stream.frame_rate_hz, stream.num_frames)]
     parts.append(side_info)
-    if bitstream.streams:
-        bit_arrays = [pack_codes(s.codes, bits_per_code(s.alphabet_size)) for s in bitstream.streams]
+    if isinstance(bitstream, CodeBitstream):
+        bit_arrays = [pack_codes(s.codes, bits_per_code(s.alphabet_size)) for s in streams]
         parts.append(np.packbits(np.concatenate(bit_arrays)).tobytes())
     else:
         latents = np.asarray(bitstream.latents, dtype=np.float32)
@@ -125,7 +127,7 @@ def deserialize(data: bytes) -> Contents:
                 codes = unpack_codes(bit_array[start:], bits, frames)
                 start += frames * bits
                 streams.append(CodeStream(codes=codes, alphabet_size=alphabet, frame_rate_hz=frame_rate, name=name))
-            bitstream = Bitstream(streams=tuple(streams), **common)
+            bitstream = CodeBitstream(streams=tuple(streams), **common)
         else:
             dims, frames, latent_rate = _LATENT.unpack_from(data, offset)
             offset += _LATENT.size
@@ -133,7 +135,7 @@ def deserialize(data: bytes) -> Contents:
             if offset + 4 * dims * frames != len(data):
                 raise ContainerError("container latent block does not match its declared shape")
             rate = None if math.isnan(latent_rate) else latent_rate
-            bitstream = Bitstream(latents=values.reshape(dims, frames), latent_frame_rate_hz=rate, **common)
+            bitstream = LatentBitstream(latents=values.reshape(dims, frames), latent_frame_rate_hz=rate, **common)
     except (struct.error, IndexError, ValueError) as exc:
         if isinstance(exc, ContainerError):
             raise

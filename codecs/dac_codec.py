@@ -15,14 +15,18 @@ the input and needs no delay shift; its algorithmic latency is the look-ahead ``
 
 Weights (official releases, github.com/descriptinc/descript-audio-codec/releases): ``weights_44khz_8kbps_0.0.1.pth``,
 ``weights_24khz_8kbps_0.0.4.pth``, ``weights_16khz_8kbps_0.0.5.pth`` in ``<weights dir>/dac/``. ``random_init=True``
-builds the published architecture at random initialisation; ``config="tiny"`` (with ``random_init``) builds a
-small one (encoder_dim 16, decoder_dim 96, 4 codebooks of 256) for fast tests.
+builds the published architecture at random initialisation; ``config="tiny"`` (with ``random_init``, or with a
+``weights_file`` of that architecture) builds a small one (encoder_dim 16, decoder_dim 96, 4 codebooks of 256) for
+fast tests. ``weights_file`` loads a local file written by ``dac.DAC.save`` instead of the release file (its
+architecture must be the one ``config`` names). The sha256 of the loaded file is in the weights column and the
+codec's identity (cache keys); ``weights_sha256`` pins it: a file with another digest stops with one line naming it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,7 +35,7 @@ from codecbench.bench.core import weights
 from codecbench.bench.core.audio import fit_length
 from codecbench.bench.core.errors import ConfigError, MissingDependencyError
 from codecbench.codecs import container
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, CodeBitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 
 RELEASES_URL = "https://github.com/descriptinc/descript-audio-codec/releases/download/"
 TINY = {"encoder_dim": 16, "decoder_dim": 96, "n_codebooks": 4, "codebook_size": 256}
@@ -62,14 +66,24 @@ class _Dac(Codec):
         weights_dir: str | None = None,
         max_batch_size: int = 16,
         chunk_s: float = 30.0,
+        weights_file: str | None = None,
+        weights_sha256: str | None = None,
         **options: Any,
     ):
         super().__init__(device=device, **options)  # unknown options: ConfigError naming them
         name = self.info.name
         if config not in CONFIGS:
             raise ConfigError(f"codec '{name}' option config: {config!r} is not one of {list(CONFIGS)}")
-        if config != "default" and not random_init:
-            raise ConfigError(f"codec '{name}' option config={config!r} has no published weights; use random_init: true")
+        if config != "default" and not random_init and not weights_file:
+            raise ConfigError(f"codec '{name}' option config={config!r} has no published weights; use random_init: true "
+                              "or give a weights_file of that architecture")
+        if random_init and (weights_file or weights_sha256):
+            raise ConfigError(f"codec '{name}': options weights_file / weights_sha256 load weights; random_init: true "
+                              "builds none")
+        self.weights_file = Path(weights_file).expanduser().resolve() if weights_file else None
+        if self.weights_file is not None and not self.weights_file.is_file():
+            raise ConfigError(f"codec '{name}' option weights_file: {self.weights_file} is not a file")
+        self.weights_sha256 = str(weights_sha256).lower() if weights_sha256 else None
         if max_batch_size < 1:
             raise ConfigError(f"codec '{name}' option max_batch_size must be >= 1, got {max_batch_size}")
         if chunk_s <= 0:
@@ -77,6 +91,8 @@ class _Dac(Codec):
         self.random_init, self.seed, self.config = bool(random_init), int(seed), config
         self.weights_dir, self.max_batch_size, self.chunk_s = weights_dir, int(max_batch_size), float(chunk_s)
         self._model: Any = None
+        if self.weights_sha256 and self._local_path().is_file():  # a pinned file present now is checked now
+            weights.verify(self._local_path(), self.weights_sha256, f"DAC ({name})")
 
     # -- model ---------------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:
@@ -95,19 +111,49 @@ class _Dac(Codec):
             if self.random_init:
                 model = self._build_random()
             else:
-                tag, file = self._release
-                path = weights.fetch(f"DAC ({self.info.name})", self._checkpoint, f"{RELEASES_URL}{tag}/{file}",
-                                     subdir="dac", override=self.weights_dir)
-                model = _dac().DAC.load(str(path)).eval()
+                model = self._load(self._weights_path())
             self._model = model.to(self.device)
         return self._model
+
+    def _weights_path(self) -> Path:
+        """The file to load: ``weights_file``, else the release file in the weights directory (fetched if allowed),
+        checked against ``weights_sha256`` when pinned."""
+        what = f"DAC ({self.info.name})"
+        if self.weights_file is not None:
+            path = self.weights_file
+        else:  # the release file, fetched if absent and allowed
+            tag, file = self._release
+            path = weights.fetch(what, self._checkpoint, f"{RELEASES_URL}{tag}/{file}", subdir="dac",
+                                 override=self.weights_dir)
+        weights.verify(path, self.weights_sha256, what)
+        return path
+
+    def _load(self, path: Path) -> torch.nn.Module:
+        model = _dac().DAC.load(str(path)).eval()
+        want = self.architecture()
+        have = {"hop_length": int(model.hop_length), "codebook_size": int(model.codebook_size),
+                "n_codebooks": int(model.n_codebooks), "sample_rate_hz": int(model.sample_rate)}
+        expected = {"hop_length": self.hop_length, "codebook_size": self.codebook_size,
+                    "n_codebooks": int(want["n_codebooks"]), "sample_rate_hz": int(self.info.sample_rate_hz)}
+        if have != expected:
+            wrong = sorted(k for k in have if have[k] != expected[k])
+            raise ConfigError(f"{path}: a DAC with {', '.join(f'{k}={have[k]}' for k in wrong)}; codec "
+                              f"'{self.info.name}' config {self.config!r} needs "
+                              f"{', '.join(f'{k}={expected[k]}' for k in wrong)}")
+        return model
 
     def weights_status(self) -> str:
         if self.random_init:
             what = "published architecture" if self.config == "default" else "tiny config " + str(TINY)
-            return f"random-init (seed={self.seed}, {what})"
-        path = weights.weights_dir(self.weights_dir) / "dac" / self._checkpoint
-        return f"pretrained: {self._checkpoint}" if path.is_file() else f"missing: {self._checkpoint}"
+            return weights.random_init_status(self.seed, what)
+        path = self._local_path()
+        return weights.pretrained_status(path) if path.is_file() else f"missing: {path.name}"
+
+    def _local_path(self) -> Path:
+        """Where the weights file is or would be: ``weights_file``, else the release file in the weights directory."""
+        if self.weights_file is not None:
+            return self.weights_file
+        return weights.weights_dir(self.weights_dir) / "dac" / self._checkpoint
 
     def num_parameters(self) -> int:
         model = self._model if self._model is not None else self._build_random()
@@ -190,7 +236,7 @@ class _Dac(Codec):
             assert codes.shape[1] == n, (codes.shape, n)
             for item in codes:
                 streams = container.streams_from_codes(item, self.codebook_size, self.frame_rate_hz(point), "q")
-                bitstream = Bitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, streams=streams)
+                bitstream = CodeBitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, streams=streams)
                 out.append(container.with_container(bitstream))
         return out
 

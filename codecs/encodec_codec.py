@@ -12,7 +12,9 @@ Weights: ``encodec_24khz-d7cc33bc.th`` / ``encodec_48khz-7e698e3e.th`` from dl.f
 in ``<weights dir>/encodec/`` (downloaded there unless offline). ``random_init=True`` builds the real architecture
 at random initialisation; EnCodec's k-means codebooks are all zero at init (every code identical, output
 independent of the input), so random init fills them with codewords sampled from the encoder's outputs (and residuals) on seeded
-noise, as k-means initialisation starts, and marks them initialised.
+noise, as k-means initialisation starts, and marks them initialised. A weights file is checked before it is loaded
+against the sha256 prefix its name carries (torch.hub's convention, which ``encodec``'s own downloader checks), or
+against the option ``weights_sha256`` when given; its full sha256 is in the weights column and the cache keys.
 
 Delay: the 24 kHz model is causal and its decoder output is time-aligned with the input; the 48 kHz model is
 non-causal with "same" padding. Neither needs a shift; decode trims the padded tail to the input length.
@@ -29,7 +31,7 @@ import torch
 from codecbench.bench.core import weights
 from codecbench.bench.core.errors import ConfigError, MissingDependencyError
 from codecbench.codecs import container
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, CodeBitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"
 CODEBOOK_BITS = 10  # 1024 codewords per codebook in both published models
@@ -74,14 +76,23 @@ class _Encodec(Codec):
         seed: int = 0,
         weights_dir: str | None = None,
         max_batch_size: int = 16,
+        weights_sha256: str | None = None,
         **options: Any,
     ):
         super().__init__(device=device, **options)  # unknown options: ConfigError naming them
         if max_batch_size < 1:
             raise ConfigError(f"codec '{self.info.name}' option max_batch_size must be >= 1, got {max_batch_size}")
+        if random_init and weights_sha256:
+            raise ConfigError(f"codec '{self.info.name}': option weights_sha256 pins a weights file; random_init: "
+                              "true loads none")
+        # the pin: the user's digest, else the sha256 prefix in the release file's name
+        self.weights_sha256 = str(weights_sha256).lower() if weights_sha256 else weights.hub_hash_prefix(self._checkpoint)
         self.random_init, self.seed, self.weights_dir = bool(random_init), int(seed), weights_dir
         self.max_batch_size = int(max_batch_size)
         self._model: Any = None
+        path = weights.weights_dir(self.weights_dir) / "encodec" / self._checkpoint
+        if not self.random_init and path.is_file():  # a present file is checked against its pin now, not at first use
+            weights.verify(path, self.weights_sha256, f"EnCodec ({self.info.name})")
 
     # -- model ---------------------------------------------------------------------------------------------
     def _build(self, pretrained_dir=None) -> torch.nn.Module:
@@ -105,6 +116,7 @@ class _Encodec(Codec):
             else:
                 path = weights.fetch(f"EnCodec ({self.info.name})", self._checkpoint, WEIGHTS_URL + self._checkpoint,
                                      subdir="encodec", override=self.weights_dir)
+                weights.verify(path, self.weights_sha256, f"EnCodec ({self.info.name})")
                 model = self._build(path.parent)
             self._model = model.to(self.device)
         return self._model
@@ -113,7 +125,7 @@ class _Encodec(Codec):
         if self.random_init:
             return f"random-init (seed={self.seed}, published architecture, codebooks sampled from encoder outputs)"
         path = weights.weights_dir(self.weights_dir) / "encodec" / self._checkpoint
-        return f"pretrained: {self._checkpoint}" if path.is_file() else f"missing: {self._checkpoint}"
+        return weights.pretrained_status(path) if path.is_file() else f"missing: {self._checkpoint}"
 
     def num_parameters(self) -> int:
         model = self._model if self._model is not None else self._build()
@@ -170,7 +182,7 @@ class _Encodec(Codec):
                 if scales is not None:
                     state = {"segment_scales": scales[i]}
                     side = scales[i].astype(">f4").tobytes()
-                bitstream = Bitstream(
+                bitstream = CodeBitstream(
                     sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, channels=channels,
                     streams=streams, side_info_bits=float(8 * len(side)), decode_state=state,
                 )

@@ -8,7 +8,7 @@ on a **separate fit split** of bitstreams, with additive smoothing so that every
     bits = coded_bits(model, bitstream)            # size of the real compressed message, in bits
     words = encode(model, bitstream)               # uint32 words
     codes = decode(model, words, bitstream)        # exact round trip (stream lengths and names from the header)
-    bitstream = with_entropy_size(bitstream, model)  # fills Bitstream.entropy_coded_bits
+    bitstream = with_entropy_size(bitstream, model)  # fills CodeBitstream.entropy_coded_bits
 
 The coded size is the length of the compressed message constriction actually produced (32-bit words, so up to
 31 bits of padding per item); the ideal information content ``-sum log2 p`` is available as
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from codecbench.bench.core.errors import CodecbenchError, ConfigError, MissingDependencyError
-from codecbench.codecs.base import Bitstream
+from codecbench.codecs.base import Bitstream, CodeBitstream
 
 MODEL_FORMAT_VERSION = 1
 
@@ -81,8 +81,9 @@ def fit(bitstreams: Iterable[Bitstream], smoothing: float = 0.5) -> EntropyModel
     items = 0
     for bitstream in bitstreams:
         items += 1
-        if not bitstream.streams:
-            raise EntropyModelError("entropy models are fitted on code streams; this bitstream has none")
+        if not isinstance(bitstream, CodeBitstream):
+            raise EntropyModelError(f"entropy models are fitted on code streams; a {type(bitstream).__name__} has "
+                                    "none")
         for stream in bitstream.streams:
             have = counts.get(stream.name)
             if have is None:
@@ -97,7 +98,9 @@ def fit(bitstreams: Iterable[Bitstream], smoothing: float = 0.5) -> EntropyModel
     return EntropyModel(probs, items, smoothing)
 
 
-def _check(model: EntropyModel, bitstream: Bitstream) -> None:
+def _check(model: EntropyModel, bitstream: CodeBitstream) -> None:
+    if not isinstance(bitstream, CodeBitstream):
+        raise EntropyModelError(f"entropy coding needs code streams; a {type(bitstream).__name__} has none")
     for stream in bitstream.streams:
         if stream.name not in model.probabilities:
             raise EntropyModelError(f"stream {stream.name!r} has no entropy model; modelled streams: "
@@ -111,7 +114,7 @@ def _categorical(probabilities: np.ndarray):
     return _constriction().stream.model.Categorical(probabilities, perfect=False)
 
 
-def encode(model: EntropyModel, bitstream: Bitstream) -> np.ndarray:
+def encode(model: EntropyModel, bitstream: CodeBitstream) -> np.ndarray:
     """Entropy-code every stream of ``bitstream`` into one ANS message: uint32 words [W]."""
     _check(model, bitstream)
     coder = _constriction().stream.stack.AnsCoder()
@@ -120,7 +123,7 @@ def encode(model: EntropyModel, bitstream: Bitstream) -> np.ndarray:
     return np.asarray(coder.get_compressed(), dtype=np.uint32)
 
 
-def decode(model: EntropyModel, words: np.ndarray, layout: Bitstream) -> list[np.ndarray]:
+def decode(model: EntropyModel, words: np.ndarray, layout: CodeBitstream) -> list[np.ndarray]:
     """Decode ``words`` back to the codes of each stream of ``layout`` (names and lengths from its header)."""
     _check(model, layout)
     coder = _constriction().stream.stack.AnsCoder(np.asarray(words, dtype=np.uint32))
@@ -131,18 +134,18 @@ def decode(model: EntropyModel, words: np.ndarray, layout: Bitstream) -> list[np
     return out
 
 
-def coded_bits(model: EntropyModel, bitstream: Bitstream) -> float:
+def coded_bits(model: EntropyModel, bitstream: CodeBitstream) -> float:
     """Size in bits of the real compressed message for ``bitstream`` (32 bits per ANS word)."""
     return 32.0 * encode(model, bitstream).size
 
 
-def information_bits(model: EntropyModel, bitstream: Bitstream) -> float:
+def information_bits(model: EntropyModel, bitstream: CodeBitstream) -> float:
     """Ideal code length ``-sum log2 p(symbol)`` under ``model`` (the bound the coder approaches)."""
     _check(model, bitstream)
     return float(sum(-np.log2(model.probabilities[s.name][np.asarray(s.codes)]).sum() for s in bitstream.streams))
 
 
-def with_entropy_size(bitstream: Bitstream, model: EntropyModel) -> Bitstream:
+def with_entropy_size(bitstream: CodeBitstream, model: EntropyModel) -> CodeBitstream:
     """``bitstream`` with ``entropy_coded_bits`` set from :func:`coded_bits`."""
     return dataclasses.replace(bitstream, entropy_coded_bits=coded_bits(model, bitstream))
 

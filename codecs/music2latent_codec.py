@@ -28,7 +28,7 @@ import torch
 from codecbench.bench.core import weights
 from codecbench.bench.core.audio import fit_length
 from codecbench.bench.core.errors import ConfigError, MissingDependencyError
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, Codec, CodecInfo, LatentBitstream, OperatingPoint, ParamSpec
 
 WEIGHTS_URL = "https://huggingface.co/SonyCSLParis/music2latent/resolve/main/music2latent.pt"
 CHECKPOINT = "music2latent.pt"
@@ -72,12 +72,19 @@ class Music2Latent(Codec):
     default_points = ({"denoising_steps": 1},)
 
     def __init__(self, device: str = "cpu", random_init: bool = False, seed: int = 0, weights_dir: str | None = None,
-                 **options: Any):
+                 weights_sha256: str | None = None, **options: Any):
         super().__init__(device=device, **options)
         if not isinstance(seed, int):
             raise ConfigError(f"codec 'music2latent' option seed must be an integer, got {seed!r}")
+        if random_init and weights_sha256:
+            raise ConfigError("codec 'music2latent': option weights_sha256 pins a weights file; random_init: true "
+                              "loads none")
+        self.weights_sha256 = str(weights_sha256).lower() if weights_sha256 else None  # checked before the load
         self.random_init, self.seed, self.weights_dir = bool(random_init), seed, weights_dir
         self._net: Any = None
+        path = weights.weights_dir(self.weights_dir) / "music2latent" / CHECKPOINT
+        if self.weights_sha256 and path.is_file():  # a pinned file present now is checked now, not at first use
+            weights.verify(path, self.weights_sha256, "Music2Latent")
 
     # -- model ---------------------------------------------------------------------------------------------
     def _build_random(self) -> torch.nn.Module:
@@ -94,6 +101,7 @@ class Music2Latent(Codec):
             else:
                 path = weights.fetch("Music2Latent", CHECKPOINT, WEIGHTS_URL, subdir="music2latent",
                                      override=self.weights_dir)
+                weights.verify(path, self.weights_sha256, "Music2Latent")
                 _, models = _m2l()
                 net = models.UNet()
                 state = torch.load(path, map_location="cpu", weights_only=False)
@@ -106,7 +114,7 @@ class Music2Latent(Codec):
         if self.random_init:
             return f"random-init (seed={self.seed}, published architecture)"
         path = weights.weights_dir(self.weights_dir) / "music2latent" / CHECKPOINT
-        return f"pretrained: {CHECKPOINT}" if path.is_file() else f"missing: {CHECKPOINT}"
+        return weights.pretrained_status(path) if path.is_file() else f"missing: {CHECKPOINT}"
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "decode_seed": self.seed}
@@ -148,7 +156,7 @@ class Music2Latent(Codec):
                 audio[:, 0].to(self.device), _Holder(self.net), num_samples, batch, device=self.device)
         latents = latents.float().cpu().numpy()  # [B, D, F]
         rate = self.frame_rate_hz(point)
-        return [Bitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, channels=1,
+        return [LatentBitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, channels=1,
                           latents=np.ascontiguousarray(item), latent_frame_rate_hz=rate) for item in latents]
 
     @torch.inference_mode()

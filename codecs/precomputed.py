@@ -1,6 +1,6 @@
 """Precomputed outputs: decoded audio made elsewhere, read from folders and aligned to the references.
 
-One reader serves both the ``precomputed`` codec (:class:`PrecomputedCodec`) and ``codecbench score``
+One reader serves both the ``precomputed`` system (:class:`PrecomputedFolders`) and ``codecbench score``
 (:mod:`codecbench.bench.score`). Real decoded folders differ from their references in sample rate, length and
 sample format; the reader
 
@@ -40,8 +40,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from codecbench.bench.core import audio as audio_ops
-from codecbench.bench.core.errors import AudioInputError, CodecbenchError, ConfigError
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec, Roundtrip
+from codecbench.bench.core.errors import AudioInputError, ConfigError
+from codecbench.codecs.base import CodecInfo, NoBitstream, OperatingPoint, ParamSpec, Roundtrip, System
 
 CONFIG_FILENAME = "codecbench.yaml"
 SPEC_KEYS = ("codec", "bitrate_kbps", "frame_rate_hz", "compression_ratio", "sample_rate_hz", "description")
@@ -80,7 +80,7 @@ class FolderSpec:
         return self.folder.name
 
     def declared_rates(self) -> dict[str, float]:
-        """The declared rate columns (keys of :attr:`Bitstream.DECLARABLE_RATES`) that the YAML gives."""
+        """The declared rate columns (keys of :data:`codecbench.codecs.bitstream.RATE_KEYS`) that the YAML gives."""
         rates = {"bitrate_kbps": self.bitrate_kbps, "frame_rate_hz": self.frame_rate_hz,
                  "compression_ratio": self.compression_ratio}
         return {key: float(value) for key, value in rates.items() if value is not None}
@@ -408,7 +408,7 @@ def read_pairs(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The codec
+# The system
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -422,8 +422,9 @@ def parse_item_id(item_id: str) -> tuple[str, int]:
     return stem, int(index)
 
 
-class PrecomputedCodec(Codec):
-    """Decoded outputs produced elsewhere, one folder per operating point (a "condition").
+class PrecomputedFolders(System):
+    """Decoded outputs produced elsewhere, one folder per operating point (a "condition"): a system, not a codec
+    (nothing is encoded or decoded here).
 
     Options: ``folder`` (a folder of decoded files, or a parent whose subfolders are the conditions),
     ``conditions`` (subfolder names to use; default all that hold audio), ``length_tolerance`` (fraction),
@@ -432,7 +433,8 @@ class PrecomputedCodec(Codec):
 
     The operating point has one parameter, ``condition`` (the folder name). Item ``<stem>#<k>`` is read from the
     file with that stem; segment k covers evaluation-rate samples [k T, (k + 1) T) of it, T the length of the
-    item given to :meth:`roundtrip`. No codes exist: the bitstream carries the rates the folder's YAML declares
+    item given to :meth:`roundtrip`. No codes exist: each item's record is a
+    :class:`~codecbench.codecs.bitstream.NoBitstream` carrying the rates the folder's YAML declares
     (``rate_source == "declared"``).
     """
 
@@ -527,13 +529,6 @@ class PrecomputedCodec(Codec):
                 "sample_rate_override_hz": self.sample_rate_override_hz}
 
     # -- the work -------------------------------------------------------------------------------------------
-    def encode(self, audio: torch.Tensor, point: OperatingPoint) -> list[Bitstream]:
-        raise CodecbenchError("codec 'precomputed' has no encoder: its outputs were made elsewhere; call "
-                              "roundtrip(audio, sample_rate_hz, point, item_ids=[...]) so it can look them up")
-
-    def decode(self, bitstreams: Sequence[Bitstream], point: OperatingPoint) -> torch.Tensor:
-        raise CodecbenchError("codec 'precomputed' has no decoder: call roundtrip(..., item_ids=[...])")
-
     def _file(self, spec: FolderSpec, stem: str) -> Path:
         files = self._files.get(spec.condition)
         if files is None:
@@ -579,8 +574,8 @@ class PrecomputedCodec(Codec):
                               start_samples=index * num_samples, whole_file=not self.segmented)
             decoded.append(out)
             records.append(record.as_dict())
-            bitstreams.append(Bitstream(sample_rate_hz=sample_rate_hz, num_samples=num_samples, channels=channels,
-                                        declared_rates=spec.declared_rates()))
+            bitstreams.append(NoBitstream(sample_rate_hz, num_samples, channels, rates=spec.declared_rates(),
+                                          source="declared"))
         read_s = time.perf_counter() - started
         rates = {r["read_sample_rate_hz"] for r in records}
         processing = {

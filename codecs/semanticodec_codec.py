@@ -35,7 +35,7 @@ from codecbench.bench.core import audio as audio_io
 from codecbench.bench.core import weights
 from codecbench.bench.core.errors import ConfigError, MissingDependencyError, WeightsNotFoundError
 from codecbench.codecs import container
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, CodeBitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
 
 INSTALL = "pip install git+https://github.com/haoheliu/SemantiCodec-inference.git"
 HUB_SOURCE = "https://huggingface.co/haoheliu/SemantiCodec"
@@ -131,7 +131,11 @@ class SemantiCodec(Codec):
         have = [r for r in TOKEN_RATES if (self.checkpoint_dir(r) / "encoder.ckpt").is_file()]
         if not is_available():
             return f"missing: package 'semanticodec' ({INSTALL})"
-        return f"pretrained: token rates {have}" if have else "missing: semanticodec_tokenrate_*/encoder.ckpt"
+        if not have:
+            return "missing: semanticodec_tokenrate_*/encoder.ckpt"
+        # every checkpoint folder's content (sha256 over its files, memoised per file) is in the identity
+        digests = ", ".join(f"{r}: sha256:{weights.folder_digest(self.checkpoint_dir(r))}" for r in have)
+        return f"pretrained: token rates {have} ({digests})"
 
     def num_parameters(self) -> int:
         if not self._models:
@@ -154,7 +158,7 @@ class SemantiCodec(Codec):
     def bitstream(self, tokens: np.ndarray, num_samples: int, point: OperatingPoint) -> Bitstream:
         """Tokens [F, 2] of one item -> its Bitstream (two code streams, real container size)."""
         streams = tokens_to_streams(tokens, int(point["token_rate"]), int(point["semantic_vocab_size"]))
-        bitstream = Bitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, streams=streams)
+        bitstream = CodeBitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=num_samples, streams=streams)
         return container.with_container(bitstream)
 
     @torch.inference_mode()

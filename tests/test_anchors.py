@@ -121,6 +121,20 @@ def test_anchor_metadata_and_registry():
     assert LowPass3k5().algorithmic_latency_ms(LowPass3k5.point()) == pytest.approx(175 / 48)
 
 
-def test_encode_without_a_rate_says_how_to_call_it():
-    with pytest.raises(CodecbenchError, match=r"anchor 'lowpass_3k5' works at the evaluation rate"):
-        LowPass3k5().encode(torch.zeros(1, 1, 10), LowPass3k5.point())
+def test_anchors_are_systems_not_codecs():
+    """No encoder or decoder that raises: an anchor is a System, and its record is a NoBitstream."""
+    from codecbench.codecs.base import Codec, NoBitstream, System
+
+    for cls in (HiddenReference, LowPass3k5, LowPass7k):
+        assert issubclass(cls, System) and not issubclass(cls, Codec)
+        assert not hasattr(cls, "encode") and not hasattr(cls, "decode")
+    result = LowPass7k().roundtrip(torch.zeros(2, 3, 480), 48000, LowPass7k.point())
+    assert all(type(b) is NoBitstream for b in result.bitstreams) and len(result.bitstreams) == 2
+    columns = result.bitstreams[0].rate_columns()
+    assert columns["frame_rate_hz"] == 48000 and columns["compression_ratio"] == 1.0
+    assert columns["rate_source"] == "measured" and math.isnan(columns["bitrate_kbps"])
+
+
+def test_anchor_refuses_audio_that_is_not_a_batch():
+    with pytest.raises(CodecbenchError, match=r"anchor 'lowpass_3k5' expects audio \[B, C, T\]"):
+        LowPass3k5().roundtrip(torch.zeros(1, 10), 48000, LowPass3k5.point())

@@ -7,15 +7,15 @@ import struct
 import numpy as np
 import pytest
 from codecbench.codecs import container
-from codecbench.codecs.base import Bitstream, CodeStream
+from codecbench.codecs.base import CodeBitstream, CodeStream, LatentBitstream, PayloadBitstream
 
 
-def _bitstream(rng: np.random.Generator, alphabets=(1024, 1024), frames=75, rate_hz=75.0) -> Bitstream:
+def _bitstream(rng: np.random.Generator, alphabets=(1024, 1024), frames=75, rate_hz=75.0) -> CodeBitstream:
     streams = tuple(
         CodeStream(codes=rng.integers(0, k, frames), alphabet_size=k, frame_rate_hz=rate_hz, name=f"q{i}")
         for i, k in enumerate(alphabets)
     )
-    return Bitstream(sample_rate_hz=24000, num_samples=24000, streams=streams)
+    return CodeBitstream(sample_rate_hz=24000, num_samples=24000, streams=streams)
 
 
 @pytest.mark.parametrize("alphabet", [2, 3, 256, 1000, 1024, 8192, 32768])
@@ -61,7 +61,7 @@ def test_container_size_hand_computed(rng):
 
 def test_latents_round_trip(rng):
     latents = rng.standard_normal((64, 11)).astype(np.float32)
-    bitstream = Bitstream(sample_rate_hz=44100, num_samples=44100, latents=latents, latent_frame_rate_hz=10.7666015625)
+    bitstream = LatentBitstream(sample_rate_hz=44100, num_samples=44100, latents=latents, latent_frame_rate_hz=10.7666015625)
     back = container.deserialize(container.serialize(bitstream)).bitstream
     np.testing.assert_array_equal(back.latents, latents)
     assert back.latent_frame_rate_hz == 10.7666015625
@@ -86,4 +86,4 @@ def test_bad_inputs_raise_clear_errors(rng):
     with pytest.raises(container.ContainerError, match="truncated"):
         container.deserialize(data[:10])
     with pytest.raises(container.ContainerError, match="opaque payloads"):
-        container.serialize(Bitstream(sample_rate_hz=48000, num_samples=10, payload=b"abc"))
+        container.serialize(PayloadBitstream(sample_rate_hz=48000, num_samples=10, payload=b"abc"))

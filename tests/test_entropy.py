@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from codecbench.bench.core.errors import ConfigError
 from codecbench.codecs import entropy
-from codecbench.codecs.base import Bitstream, CodeStream
+from codecbench.codecs.base import CodeBitstream, CodeStream
 
 
-def _bitstream(codes_by_name: dict[str, np.ndarray], alphabet: int = 16, seconds: float = 1.0) -> Bitstream:
+def _bitstream(codes_by_name: dict[str, np.ndarray], alphabet: int = 16, seconds: float = 1.0) -> CodeBitstream:
     streams = tuple(CodeStream(codes=np.asarray(c), alphabet_size=alphabet, frame_rate_hz=50.0, name=n)
                     for n, c in codes_by_name.items())
-    return Bitstream(sample_rate_hz=16000, num_samples=int(16000 * seconds), streams=streams)
+    return CodeBitstream(sample_rate_hz=16000, num_samples=int(16000 * seconds), streams=streams)
 
 
 def _skewed(rng, n=400, alphabet=16):

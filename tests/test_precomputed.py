@@ -10,10 +10,11 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
-from codecbench.bench.core.errors import AudioInputError, CodecbenchError, ConfigError
+from codecbench.bench.core.errors import AudioInputError, ConfigError
 from codecbench.codecs import precomputed, registry
-from codecbench.codecs.base import Bitstream
-from codecbench.codecs.precomputed import PrecomputedCodec, header_rate_hint, read_folder_spec, read_pairs
+from codecbench.codecs.base import NoBitstream, PayloadBitstream
+from codecbench.codecs.errors import BitstreamError
+from codecbench.codecs.precomputed import PrecomputedFolders, header_rate_hint, read_folder_spec, read_pairs
 
 SR = 48000
 
@@ -212,18 +213,19 @@ def test_stereo_decoded_is_downmixed_to_a_mono_reference(folders: dict) -> None:
 
 
 def test_declared_bitstream_rates() -> None:
-    discrete = Bitstream(sample_rate_hz=SR, num_samples=5 * SR, declared_rates={"bitrate_kbps": 1.32})
+    discrete = NoBitstream(sample_rate_hz=SR, num_samples=5 * SR, rates={"bitrate_kbps": 1.32})
     assert discrete.rate_source == "declared" and discrete.bitrate_kbps == pytest.approx(1.32)
     assert discrete.nominal_bits == pytest.approx(1320 * 5) and not discrete.is_continuous
     assert math.isnan(discrete.frame_rate_hz) and math.isnan(discrete.serialized_kbps)
-    continuous = Bitstream(sample_rate_hz=SR, num_samples=SR,
-                           declared_rates={"frame_rate_hz": 21.5, "compression_ratio": 64})
+    continuous = NoBitstream(sample_rate_hz=SR, num_samples=SR, rates={"frame_rate_hz": 21.5, "compression_ratio": 64})
     assert continuous.is_continuous and math.isnan(continuous.bitrate_kbps)
     assert continuous.rate_columns()["compression_ratio"] == 64 and continuous.frame_rate_hz == 21.5
-    measured = Bitstream(sample_rate_hz=SR, num_samples=SR, payload=b"\x00" * 10)
+    measured = PayloadBitstream(sample_rate_hz=SR, num_samples=SR, payload=b"\x00" * 10)
     assert measured.rate_source == "measured"
-    with pytest.raises(AssertionError):
-        Bitstream(sample_rate_hz=SR, num_samples=SR, payload=b"", declared_rates={})
+    with pytest.raises(BitstreamError, match="rates keys must be among"):
+        NoBitstream(sample_rate_hz=SR, num_samples=SR, rates={"kbps": 1.0})
+    with pytest.raises(BitstreamError, match="source must be one of"):
+        NoBitstream(sample_rate_hz=SR, num_samples=SR, source="guessed")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -244,24 +246,24 @@ def conditions(folders: dict) -> Path:
 
 
 def test_codec_is_registered_and_lists_conditions(conditions: Path) -> None:
-    assert registry.get("precomputed") is PrecomputedCodec
+    assert registry.get("precomputed") is PrecomputedFolders
     codec = registry.create("precomputed", folder=str(conditions))
     assert [p.label for p in codec.condition_points()] == ["condition=cont", "condition=low"]
     assert codec.nominal_bitrate_kbps(codec.point(condition="low")) == 1.5
     assert math.isnan(codec.nominal_bitrate_kbps(codec.point(condition="cont")))
     assert codec.frame_rate_hz(codec.point(condition="cont")) == 25
-    only = PrecomputedCodec(folder=str(conditions / "low"))  # a single condition folder
+    only = PrecomputedFolders(folder=str(conditions / "low"))  # a single condition folder
     assert [p.label for p in only.condition_points()] == ["condition=low"]
     with pytest.raises(ConfigError, match=r"conditions: 'nope' is not a folder of decoded files .*\['cont', 'low'\]"):
-        PrecomputedCodec(folder=str(conditions), conditions=["nope"])
+        PrecomputedFolders(folder=str(conditions), conditions=["nope"])
     with pytest.raises(ConfigError, match=r"condition: 'other' is not one of \['cont', 'low'\]"):
         codec.roundtrip(torch.zeros(1, 1, 10), SR, codec.point(condition="other"), item_ids=["a#0"])
     with pytest.raises(ConfigError, match="needs the option folder"):
-        PrecomputedCodec().roundtrip(torch.zeros(1, 1, 10), SR, PrecomputedCodec.point(condition="x"), ["a#0"])
+        PrecomputedFolders().roundtrip(torch.zeros(1, 1, 10), SR, PrecomputedFolders.point(condition="x"), ["a#0"])
 
 
 def test_codec_roundtrip_reads_aligns_and_declares(folders: dict, conditions: Path) -> None:
-    codec = PrecomputedCodec(folder=str(conditions))
+    codec = PrecomputedFolders(folder=str(conditions))
     signals = folders["signals"]
     audio = torch.from_numpy(np.stack([signals["b"], signals["a"]]))[:, None]
     result = codec.roundtrip(audio, SR, codec.point(condition="low"), item_ids=["b#0", "a#0"])
@@ -280,7 +282,7 @@ def test_codec_roundtrip_reads_aligns_and_declares(folders: dict, conditions: Pa
 def test_codec_segments_map_to_consecutive_spans(folders: dict, tmp_path: Path) -> None:
     long = np.concatenate([folders["signals"]["a"], folders["signals"]["b"][:-600]])  # 2 segments, last 2.5 % short
     _write(tmp_path / "seg" / "clip.wav", long, SR)
-    codec = PrecomputedCodec(folder=str(tmp_path / "seg"), segmented=True)
+    codec = PrecomputedFolders(folder=str(tmp_path / "seg"), segmented=True)
     point = codec.point(condition="seg")
     result = codec.roundtrip(torch.zeros(2, 1, 24000), SR, point, item_ids=["clip#0", "clip#1"])
     np.testing.assert_array_equal(result.decoded[0, 0].numpy(), folders["signals"]["a"])
@@ -289,7 +291,7 @@ def test_codec_segments_map_to_consecutive_spans(folders: dict, tmp_path: Path) 
     assert [r["padded_samples"] for r in result.processing["items"]] == [0, 600]
     with pytest.raises(AudioInputError, match="segment from sample 48000"):
         codec.roundtrip(torch.zeros(1, 1, 24000), SR, point, item_ids=["clip#2"])
-    whole = PrecomputedCodec(folder=str(tmp_path / "seg"))
+    whole = PrecomputedFolders(folder=str(tmp_path / "seg"))
     with pytest.raises(ConfigError, match="is segment 1 of its clip.*segmented: true"):
         whole.roundtrip(torch.zeros(1, 1, 24000), SR, point, item_ids=["clip#1"])
     with pytest.raises(AudioInputError, match="ratio 1.9750"):  # whole-file mode: the file is twice the item
@@ -297,7 +299,7 @@ def test_codec_segments_map_to_consecutive_spans(folders: dict, tmp_path: Path) 
 
 
 def test_codec_errors_name_the_problem(conditions: Path) -> None:
-    codec = PrecomputedCodec(folder=str(conditions))
+    codec = PrecomputedFolders(folder=str(conditions))
     point = codec.point(condition="low")
     with pytest.raises(AudioInputError, match="no decoded file named 'ab'.*closest: "):
         codec.roundtrip(torch.zeros(1, 1, 24000), SR, point, item_ids=["ab#0"])
@@ -305,14 +307,23 @@ def test_codec_errors_name_the_problem(conditions: Path) -> None:
         codec.roundtrip(torch.zeros(2, 1, 24000), SR, point)
     with pytest.raises(ConfigError, match="integer index"):
         codec.roundtrip(torch.zeros(1, 1, 24000), SR, point, item_ids=["a#x"])
-    with pytest.raises(CodecbenchError, match="has no encoder"):
-        codec.encode(torch.zeros(1, 1, 10), point)
+
+
+def test_precomputed_folders_are_a_system_not_a_codec(conditions: Path) -> None:
+    """No encode/decode overrides that raise: the folders are a System, each item's record a NoBitstream."""
+    from codecbench.codecs.base import Codec, System
+
+    assert issubclass(PrecomputedFolders, System) and not issubclass(PrecomputedFolders, Codec)
+    assert not hasattr(PrecomputedFolders, "encode") and not hasattr(PrecomputedFolders, "decode")
+    codec = PrecomputedFolders(folder=str(conditions))
+    result = codec.roundtrip(torch.zeros(1, 1, 24000), SR, codec.point(condition="low"), item_ids=["a#0"])
+    assert type(result.bitstreams[0]) is NoBitstream and result.bitstreams[0].rate_source == "declared"
 
 
 def test_identity_follows_the_files(conditions: Path) -> None:
-    before = PrecomputedCodec(folder=str(conditions)).identity()
+    before = PrecomputedFolders(folder=str(conditions)).identity()
     _write(conditions / "low" / "a.wav", np.zeros(24000, np.float32), SR)
-    after = PrecomputedCodec(folder=str(conditions)).identity()
+    after = PrecomputedFolders(folder=str(conditions)).identity()
     assert before["files"] != after["files"] and before["name"] == "precomputed"
 
 

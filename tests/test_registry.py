@@ -13,7 +13,7 @@ from codecbench.codecs import registry
 
 PLUGIN = textwrap.dedent('''
     import torch
-    from codecbench.codecs.base import Bitstream, Codec, CodecInfo, CodeStream, ParamSpec
+    from codecbench.codecs.base import Codec, CodeBitstream, CodecInfo, CodeStream, ParamSpec
 
     class HalfCodec(Codec):
         """Keeps every second sample as 8-bit codes (a third-party codec for the entry-point test)."""
@@ -28,7 +28,7 @@ PLUGIN = textwrap.dedent('''
         def encode(self, audio, point):
             levels = 2 ** point["bits"]
             codes = torch.clamp(((audio + 1) / 2 * (levels - 1)).round(), 0, levels - 1).long()
-            return [Bitstream(8000, audio.shape[-1], streams=(CodeStream(codes[i, 0].numpy(), levels, 8000.0),))
+            return [CodeBitstream(8000, audio.shape[-1], streams=(CodeStream(codes[i, 0].numpy(), levels, 8000.0),))
                     for i in range(audio.shape[0])]
 
         def decode(self, bitstreams, point):

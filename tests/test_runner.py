@@ -183,7 +183,7 @@ def test_entropy_coded_rate_fitted_on_a_separate_split(tmp_path):
     from codecbench.bench.core.cache import Cache
     from codecbench.bench.runner import load_code_streams
     from codecbench.codecs import entropy
-    from codecbench.codecs.base import Bitstream
+    from codecbench.codecs.base import CodeBitstream
 
     data = tone_folder(tmp_path / "data", 4)
     result = api.run(config(tmp_path, data, codecs=[{"name": "toy_quant", "grid": {"bits": [6]}}],
@@ -194,8 +194,8 @@ def test_entropy_coded_rate_fitted_on_a_separate_split(tmp_path):
     # the same number by hand: fit the static model on the first two items' codes, code the others
     cache = Cache(tmp_path / "cache")
     streams = [load_code_streams(cache, key) for key in items.decoded_key]
-    model = entropy.fit([Bitstream(16_000, 16_000, streams=s) for s in streams[:2]])
-    expected = [entropy.coded_bits(model, Bitstream(16_000, 16_000, streams=s)) / 1.0 / 1000 for s in streams[2:]]
+    model = entropy.fit([CodeBitstream(16_000, 16_000, streams=s) for s in streams[:2]])
+    expected = [entropy.coded_bits(model, CodeBitstream(16_000, 16_000, streams=s)) / 1.0 / 1000 for s in streams[2:]]
     np.testing.assert_allclose(coded.entropy_coded_kbps, expected)
     assert (coded.entropy_coded_kbps < coded.bitrate_kbps).all()  # tones with noise: fewer bits than 6 per sample
     manifest = json.loads((result.run_dir / "manifest.json").read_text())

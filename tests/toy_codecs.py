@@ -8,7 +8,7 @@ import os
 import time
 
 import torch
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, CodeStream, ParamSpec
+from codecbench.codecs.base import CodeBitstream, Codec, CodecInfo, CodeStream, ParamSpec
 
 
 def _log(event: str) -> None:
@@ -38,7 +38,7 @@ class UniformQuantiser(Codec):
         levels = 2 ** point["bits"]
         codes = torch.clamp(((audio + 1) / 2 * (levels - 1)).round(), 0, levels - 1).long()
         return [
-            Bitstream(16_000, audio.shape[-1], streams=(CodeStream(codes[i, 0].numpy(), levels, 16_000.0),))
+            CodeBitstream(16_000, audio.shape[-1], streams=(CodeStream(codes[i, 0].numpy(), levels, 16_000.0),))
             for i in range(audio.shape[0])
         ]
 

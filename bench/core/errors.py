@@ -63,5 +63,16 @@ class WeightsNotFoundError(CodecbenchError, FileNotFoundError):
         return self.args[0]
 
 
+class WeightsChecksumError(CodecbenchError):
+    """A weights file's sha256 differs from the digest pinned for it: the file is not the one the model expects."""
+
+    def __init__(self, model: str, path: object, digest: str, expected: str):
+        self.model, self.path, self.digest, self.expected = model, str(path), digest, expected
+        super().__init__(
+            f"{self.path}: sha256 {digest} does not match the {expected} pinned for {model}; the file is damaged or "
+            "not the expected release (delete it to fetch it again, or pin the digest of the file you mean to use)"
+        )
+
+
 class MetricFailure(CodecbenchError):
     """A metric cannot score this item (e.g. PESQ on a silent reference). Recorded with its reason, never as 0/NaN."""

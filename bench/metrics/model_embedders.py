@@ -47,7 +47,6 @@ class ModelEmbedder(Embedder):
         self.weights_dir = weights_dir
         self.device = device
         self._model: Any = None
-        self._digest: str | None = None
 
     def availability(self) -> str | None:
         import importlib.util
@@ -60,10 +59,7 @@ class ModelEmbedder(Embedder):
     def weights_status(self) -> str:
         if self.random_init:
             return f"random-init (seed {self.seed})"
-        path = self.weights_file.path(self.weights_dir)
-        if self._digest is None and path.is_file():
-            self._digest = weights.file_digest(path)
-        return f"pretrained: {self.weights_file.filename} sha256:{self._digest or 'unknown'}"
+        return self.weights_file.status(self.weights_dir)  # sha256 of the file (memoised per file in bench.core.weights)
 
     @property
     def model(self) -> Any:

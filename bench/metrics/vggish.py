@@ -294,7 +294,6 @@ class VggishEmbedder(ModelEmbedder):
         super().__init__(**kwargs)
         self.postprocess = bool(postprocess)
         self.final_relu = bool(final_relu)
-        self._pca_digest: str | None = None
 
     def windowing(self) -> dict[str, Any]:
         return {**self.front_end.as_dict(), "postprocess": self.postprocess, "final_relu": self.final_relu}
@@ -312,12 +311,7 @@ class VggishEmbedder(ModelEmbedder):
         status = super().weights_status()
         if self.random_init or not self.postprocess:
             return status
-        path = self.pca_file.path(self.weights_dir)
-        if self._pca_digest is None and path.is_file():
-            from codecbench.bench.core import weights
-
-            self._pca_digest = weights.file_digest(path)
-        return f"{status}; {self.pca_file.filename} sha256:{self._pca_digest or 'unknown'}"
+        return f"{status}; {self.pca_file.status(self.weights_dir).removeprefix('pretrained: ')}"
 
     def build(self, path: Path | None) -> torch.nn.Module:
         module = VggishModule(postprocess=self.postprocess, final_relu=self.final_relu)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from codecbench.bench.core.errors import ConfigError
 from codecbench.bench.core.weights import file_digest
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, Codec, CodecInfo, LatentBitstream, OperatingPoint, ParamSpec
 
 TIME_POOLS = (4, 9, 100)
 
@@ -115,6 +115,12 @@ class SPressoCodec(Codec):
         available = sorted(self._paths) or list(TIME_POOLS)
         return [self.point(time_pool=t, seed=0) for t in available]
 
+    def identity(self) -> dict[str, Any]:
+        """Name, version, weights label, the full sha256 of every checkpoint (memoised per file) and the sampler
+        steps (they change the decoded audio)."""
+        digests = {str(t): file_digest(path) for t, path in sorted(self._paths.items())}
+        return {**super().identity(), "weights_sha256": digests, "sampler_steps": self.sampler_steps}
+
     def weights_status(self) -> str:
         if not self._paths:
             return f"random-init (spresso {self.random_init_config} config, seed {self.random_init_seed})"
@@ -149,7 +155,7 @@ class SPressoCodec(Codec):
         with torch.no_grad():
             z = model.encode(audio[:, 0].to(self.device)).float().cpu().numpy()
         return [
-            Bitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=audio.shape[-1], channels=1,
+            LatentBitstream(sample_rate_hz=self.info.sample_rate_hz, num_samples=audio.shape[-1], channels=1,
                       latents=z[i], latent_frame_rate_hz=model.z_frame_rate_hz)
             for i in range(audio.shape[0])
         ]

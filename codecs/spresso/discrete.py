@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from codecbench.bench.core.errors import ConfigError
-from codecbench.codecs.base import Bitstream, Codec, CodecInfo, CodeStream, OperatingPoint, ParamSpec
+from codecbench.codecs.base import Bitstream, CodeBitstream, Codec, CodecInfo, CodeStream, OperatingPoint, ParamSpec
 
 AE_FRAME_RATE_HZ = 100.0  # 48 kHz / hop 480 (paper-notes section 2)
 
@@ -96,12 +96,12 @@ def codes_to_bitstream(codes: np.ndarray, codebook_size: int, frame_rate_hz: flo
         CodeStream(codes[:, j].astype(np.int64), codebook_size, frame_rate_hz, name=f"qinco2_step{j + 1}")
         for j in range(codes.shape[1])
     )
-    return Bitstream(sample_rate_hz=sample_rate_hz, num_samples=num_samples, channels=1, streams=streams)
+    return CodeBitstream(sample_rate_hz=sample_rate_hz, num_samples=num_samples, channels=1, streams=streams)
 
 
 def bitstream_codes(bitstream: Bitstream) -> np.ndarray:
     """The codes [Fz, m] carried by a discrete S-PRESSO bitstream."""
-    if not bitstream.streams:
+    if not isinstance(bitstream, CodeBitstream):
         raise ConfigError("a discrete S-PRESSO bitstream must carry QINCo2 code streams")
     return np.stack([np.asarray(s.codes) for s in bitstream.streams], axis=1)
 
@@ -296,6 +296,15 @@ class SPressoDiscreteCodec(Codec):
             f"(M = {paper.num_steps}, K = {paper.codebook_size}, {paper.bitrate_kbps:.4g} kbps); {hint}, or set "
             f"option allow_nonpaper_geometry: true (rows then carry the measured rate under this label)"
         )
+
+    def identity(self) -> dict[str, Any]:
+        """Name, version, weights label, the full sha256 of every stage-1/3 checkpoint and QINCo2 file (memoised per
+        file) and the search / sampler options (they change the codes and the decoded audio)."""
+        from codecbench.bench.core.weights import file_digest
+
+        digests = {label: {kind: file_digest(path) for kind, path in sorted(files.items())}
+                   for label, files in sorted(self.models.items())}
+        return {**super().identity(), "weights_sha256": digests, "search": dict(self.search)}
 
     def weights_status(self) -> str:
         """``random-init`` only when every stage-1/3 checkpoint has 0 training steps; else ``trained here`` with
