@@ -93,7 +93,7 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
         raise
 
 
-def _report_digest(run_dir: Path) -> str:
+def report_digest(run_dir: Path) -> str:
     from importlib import metadata
 
     digest = hashlib.sha256((run_dir / "results.parquet").read_bytes())
@@ -188,7 +188,7 @@ def _relocate(result: Any, staging: Path, out: Path) -> Any:
 def build_report_atomic(run_dir: Path) -> bool:
     """The run's report (``<run>/report``), rebuilt only when it is not current (returns whether it built)."""
     out = run_dir / "report"
-    digest = _report_digest(run_dir)
+    digest = report_digest(run_dir)
     if report_is_current(out, digest):
         return False
     build_atomic([run_dir], out, digest=digest)

@@ -6,6 +6,7 @@
 - :class:`UnitOutcome`: how a unit ended (done, or failed with the kind of failure and the reason).
 - :class:`UnitRecord`: what the run store keeps per unit (outcome, rows, counters, attempts).
 - :class:`RunStats`: the counters of a unit or a whole run (``RunResult.stats``).
+- :class:`RunResult`: what ``api.run`` returns (run folder, results table, counters).
 
 Imports nothing of codecbench, so every layer (runner, results, status, score) can use it.
 """
@@ -243,6 +244,16 @@ class RunStats:
 
 
 _STATS_FIELDS = tuple(f.name for f in dataclasses.fields(RunStats))
+
+
+@dataclass
+class RunResult:
+    """What ``api.run`` returns: the run folder, its results table (a pandas DataFrame of :class:`ResultRow`
+    columns) and the run's counters (also readable by name: ``result.stats["codec_calls"]``)."""
+
+    run_dir: Any  # pathlib.Path
+    table: Any  # pandas.DataFrame
+    stats: RunStats
 
 
 @dataclass(frozen=True)
