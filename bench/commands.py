@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 EXIT_FAILURES = 4  # `run`: a unit failed (codec or environment) or an input file could not be loaded
+RECHECK_HELP = ("verify every unit and cache entry even when the run folder's stamp says nothing changed "
+                "(default: such a rerun is answered from the folder without importing torch)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       help="let metric models fetch absent weights (default: offline, such metrics are listed as unavailable)")
     demo.add_argument("--allow-failures", action="store_true",
                       help=f"exit 0 even when units failed (default: exit {EXIT_FAILURES})")
+    demo.add_argument("--recheck", action="store_true", help=RECHECK_HELP)
     demo.set_defaults(func=_demo)
 
     run = sub.add_parser("run", help="run or resume a benchmark from a YAML config")
@@ -29,6 +32,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--allow-failures", action="store_true",
                      help=f"exit 0 even when units or inputs failed (default: exit {EXIT_FAILURES}); "
                      "the failure summary is printed either way")
+    run.add_argument("--recheck", action="store_true", help=RECHECK_HELP)
     run.set_defaults(func=_run)
 
     codecs = sub.add_parser("codecs", help="print the codec catalogue (operating points and computed bitrates)")
@@ -115,19 +119,40 @@ def _exit_code(result, allow_failures: bool) -> int:
     return EXIT_FAILURES
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from codecbench.bench import api
+def _fast_rerun(config, args: argparse.Namespace, **overrides):
+    """A finished run's result from its folder when nothing changed (:mod:`codecbench.bench.rerun`), before the
+    full path imports torch and the codecs; None otherwise."""
+    if args.recheck:
+        return None
+    from codecbench.bench import rerun
 
-    result = api.demo(out=args.out, device=args.device, progress=not args.quiet, allow_downloads=args.allow_downloads)
+    return rerun.reuse(rerun.request(config, out=args.out, device=args.device, **overrides))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from codecbench.bench.core import weights
+    from codecbench.bench.demo_set import DEMO_CONFIG
+
+    if not args.allow_downloads:
+        weights.set_offline()  # as api.demo does: part of the request the stamp fingerprints
+    result = _fast_rerun(DEMO_CONFIG, args)
+    if result is None:
+        from codecbench.bench import api
+
+        result = api.demo(out=args.out, device=args.device, progress=not args.quiet,
+                          allow_downloads=args.allow_downloads, recheck=args.recheck)
     _summary(result)
     return _exit_code(result, args.allow_failures)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from codecbench.bench import api
+    report = False if args.no_report else None
+    result = _fast_rerun(args.config, args, executor=args.executor, workers=args.workers, report=report)
+    if result is None:
+        from codecbench.bench import api
 
-    result = api.run(args.config, out=args.out, device=args.device, executor=args.executor, workers=args.workers,
-                     progress=not args.quiet, report=False if args.no_report else None)
+        result = api.run(args.config, out=args.out, device=args.device, executor=args.executor, workers=args.workers,
+                         progress=not args.quiet, report=report, recheck=args.recheck)
     _summary(result)
     return _exit_code(result, args.allow_failures)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE_HZ = 48_000
+DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"  # the demo benchmark (``codecbench demo``)
 DURATION_S = 5.0
 
 

@@ -77,7 +77,7 @@ def test_load_reports_missing_and_invalid_yaml(tmp_path):
 
 
 def test_demo_config_is_valid():
-    from codecbench.bench.api import DEMO_CONFIG
+    from codecbench.bench.demo_set import DEMO_CONFIG
 
     cfg = config.load(DEMO_CONFIG)
     assert {c.name for c in cfg.codecs} >= {"opus", "mp3", "reference", "lowpass_3k5", "lowpass_7k"}
