@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--participants-per-client", type=int, default=8, help="each with 4 pages")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of bare then server; the median ratio")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]  # other work on the machine (the benchmark itself loads both cores)
     from codecbench.listening_test.bundle import build_bundle
 
     with tempfile.TemporaryDirectory(prefix="mushra-bench-") as tmp:
@@ -190,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     p99_ms = float(np.median([r["server"]["p99_ms"] for r in rounds]))
     load = os.getloadavg()[0]
     print(json.dumps({"clients": args.clients, "rounds": rounds, "median_ratio": float(np.median(ratios)),
-                      "median_server_p99_ms": p99_ms, "load_average_1min": load}, indent=1))
+                      "median_server_p99_ms": p99_ms, "load_average_1min_before": load_before,
+                      "load_average_1min_after": load}, indent=1))
+    busy = load_before > 0.5 * (os.cpu_count() or 1)
     print(f"median ratio {np.median(ratios):.2f} (target >= 0.5), median server p99 {p99_ms:.1f} ms (target < 100 ms "
-          f"on an idle machine; 1-min load average at the end {load:.1f} on {os.cpu_count()} CPUs"
-          f"{': NOT idle, figures are under load' if load > 0.5 * (os.cpu_count() or 1) else ''})")
+          f"on an idle machine; 1-min load average before {load_before:.1f}, after {load:.1f} (its own work) on "
+          f"{os.cpu_count()} CPUs{': NOT idle before it started, figures are under load' if busy else ''})")
     return 0
 
 
