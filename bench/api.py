@@ -101,7 +101,8 @@ def run(
     manifest_mod.write_run_manifest(cfg, table, totals, device_name, entropy_summary, timings, started_at)  # 5.
     if cfg.report:  # 6. figures and tables
         _report(cfg.run_dir)
-    rerun.remember(asked, cfg, [item.clip_path for item in items], totals)  # no failure: the next rerun is fast
+    failed_rows = int((table["status"] == "failed").sum())
+    rerun.remember(asked, cfg, [item.clip_path for item in items], totals, failed_rows)  # no failure: next is fast
     totals.seconds = time.perf_counter() - started
     return RunResult(run_dir=cfg.run_dir, table=table, stats=totals)
 

@@ -15,8 +15,8 @@ manifest's counts and timings as the full path would (0 codec calls, 0 metric co
 and noting ``"rerun": "fast path ..."`` in it. It imports neither torch nor any codec package. Anything
 different, absent or unreadable takes the full path, which verifies unit by unit and cache entry by cache entry;
 so does ``codecbench run --recheck`` (``api.run(..., recheck=True)``). A config given as a mapping or a
-:class:`RunConfig` (Python API) always takes the full path. A run with a failed unit or input leaves no stamp: its
-rerun retries.
+:class:`RunConfig` (Python API) always takes the full path. A run with a failed unit, input or row leaves no
+stamp: its rerun retries.
 """
 
 from __future__ import annotations
@@ -172,14 +172,15 @@ def _dependencies(dataset_dir: str, clips: list[str], weights_dir: str, run_dir:
     }
 
 
-def remember(asked: Request | None, cfg: Any, clips: list[str], totals: RunStats) -> bool:
-    """After a run: write the stamp when the run had no failure (returns whether it wrote). Before any output is
-    written, :func:`forget` removed an old stamp, so a kill between the two never leaves a stamp that vouches for
-    outputs it did not see."""
+def remember(asked: Request | None, cfg: Any, clips: list[str], totals: RunStats, failed_rows: int) -> bool:
+    """After a run: write the stamp when the run had no failure (returns whether it wrote): no failed unit or input
+    and no ``failed`` row in the table (a metric that could not score an item is retried by every full-path rerun,
+    so such a run never takes the fast path). Before any output is written, :func:`forget` removed an old stamp,
+    so a kill between the two never leaves a stamp that vouches for outputs it did not see."""
     from codecbench.bench.core import weights
     from codecbench.bench.faults import report_digest
 
-    if asked is None or totals.units_failed or totals.clips_failed or totals.failures.get("units") \
+    if asked is None or failed_rows or totals.units_failed or totals.clips_failed or totals.failures.get("units") \
             or totals.failures.get("inputs"):
         return False
     if os.path.abspath(asked.run_dir) != os.path.abspath(cfg.run_dir):
@@ -210,10 +211,8 @@ def forget(run_dir: Path) -> None:
     """Remove the run folder's stamp (before a full-path run writes anything)."""
     try:
         (Path(run_dir) / STAMP).unlink()
-    except FileNotFoundError:
-        pass
     except OSError:
-        pass  # a read-only folder: nothing in it changes either
+        pass  # absent; or a read-only folder, where nothing changes either
 
 
 def _valid_stamp(asked: Request) -> dict[str, Any] | None:

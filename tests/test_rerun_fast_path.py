@@ -169,3 +169,17 @@ def test_cli_rerun_imports_neither_torch_nor_a_codec(tmp_path):
     recheck = subprocess.run([sys.executable, "-m", "codecbench.bench.cli", "run", str(config), "--quiet",
                               "--recheck"], capture_output=True, text=True, env=env, timeout=300)
     assert recheck.returncode == 0 and "rerun" not in _manifest(tmp_path / "run")
+
+
+def test_a_failed_row_leaves_no_stamp(finished):
+    """A metric that could not score an item is a failed row of a done unit, retried by every full-path rerun:
+    such a run must never be answered by the fast path."""
+    from codecbench.bench import config as config_mod
+    from codecbench.bench.records import RunStats
+
+    config, _, first = finished
+    cfg, asked = config_mod.load(config), rerun.request(str(config))
+    rerun.forget(first.run_dir)
+    assert not rerun.remember(asked, cfg, [], RunStats(), failed_rows=1)
+    assert not (first.run_dir / rerun.STAMP).exists()
+    assert rerun.remember(asked, cfg, [], RunStats(), failed_rows=0) and (first.run_dir / rerun.STAMP).is_file()

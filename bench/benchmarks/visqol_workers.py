@@ -1,6 +1,6 @@
 """ViSQOL over many items with worker processes: ``visqol_audio`` with ``workers: 1`` and ``workers: 2``.
 
-Run: ``python -m codecbench.bench.benchmarks.visqol_workers [--data ../shared/data/sfx-dev] [--items 8]
+Run: ``python -m codecbench.bench.benchmarks.visqol_workers [--data DIR] [--items 8]
 [--seconds 5] [--repeats 2]`` (under a minute on 2 idle cores; without ``--data`` the pairs are generated).
 
 One run, the same pairs for every figure: ``--items`` references (the first clips of ``--data``, mono, resampled
@@ -128,7 +128,7 @@ def measure(refs, degs, repeats: int = 2, workers: int = 2) -> dict[str, object]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="folder of clips (e.g. ../shared/data/sfx-dev)")
+    parser.add_argument("--data", type=Path, default=None, help="folder of clips (e.g. ESC-50 sound effects)")
     parser.add_argument("--items", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=2)
